@@ -1,0 +1,41 @@
+"""API-key authentication: `Authorization: Bearer <key>` -> the key's company.
+
+Every /api/v1 route except the OpenAPI document needs a key; the company id
+is kept on the request and every unit of work is scoped to it, so a key of
+company A sees 404 for anything of company B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bridge.db import repo
+from bridge.errors import Unauthorized
+from bridge.keys import DB, SECRET
+
+COMPANY_ID = web.RequestKey("company_id", int)
+PUBLIC = {"/api/v1/openapi.json"}
+
+
+@web.middleware
+async def api_key_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if not request.path.startswith("/api/") or request.path in PUBLIC:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    db = request.app[DB]
+    company = await db.read(repo.company_for_api_key, key.strip(), request.app[SECRET])
+    if company is None:
+        raise Unauthorized("unknown or revoked API key")
+    request[COMPANY_ID] = company.id
+    return await handler(request)
+
+
+def company_id(request: web.Request) -> int:
+    return request[COMPANY_ID]

@@ -1,0 +1,107 @@
+"""Small request/response helpers shared by every API route module:
+JSON bodies, query parameters, ETag headers and preconditions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from aiohttp import web
+
+from bridge.api.problems import BadRequest
+from bridge.errors import Invalid, PreconditionFailed
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/415 problem."""
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/merge-patch+json"):
+        raise web.HTTPUnsupportedMediaType(text="send the body as application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def json_response(data: Any, *, status: int = 200, etag: str | None = None,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    hdrs = dict(headers or {})
+    if etag is not None:
+        hdrs["ETag"] = f'"{etag}"'
+    return web.Response(status=status, text=json.dumps(data), content_type="application/json",
+                        headers=hdrs)
+
+
+def if_match(request: web.Request) -> str | None:
+    """The single strong ETag in If-Match, unquoted; '*' means any."""
+    value = request.headers.get("If-Match")
+    if value is None:
+        return None
+    value = value.strip()
+    if value == "*":
+        return None
+    if value.startswith("W/") or not (value.startswith('"') and value.endswith('"')) or "," in value:
+        raise PreconditionFailed("If-Match must be one strong ETag as returned by a read")
+    return value[1:-1]
+
+
+def version_match(request: web.Request) -> int | None:
+    """If-Match for resources whose ETag is "v<version>"."""
+    tag = if_match(request)
+    if tag is None:
+        return None
+    if not tag.startswith("v") or not tag[1:].isdigit():
+        raise PreconditionFailed("If-Match does not match the current version")
+    return int(tag[1:])
+
+
+def query_int(request: web.Request, name: str, default: int, *, low: int = 0, high: int = 1000) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer", field=name) from None
+    if not low <= value <= high:
+        raise Invalid(f"{name} must be between {low} and {high}", field=name)
+    return value
+
+
+def query_optional_int(request: web.Request, name: str) -> int | None:
+    if name not in request.query:
+        return None
+    return query_int(request, name, 0, low=1, high=2**62)
+
+
+def query_datetime(request: web.Request, name: str) -> dt.datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise Invalid(f"{name} must be an ISO 8601 date-time with an offset", field=name) from None
+    if value.tzinfo is None:
+        raise Invalid(f"{name} must include a UTC offset (Z or +hh:mm)", field=name)
+    return value
+
+
+def only_params(request: web.Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise Invalid(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
+
+
+def match_id(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        from bridge.errors import NotFound
+
+        raise NotFound(f"no such {name.removesuffix('_id')}", field=name)
+    return int(raw)

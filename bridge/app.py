@@ -1,0 +1,98 @@
+"""The application factory: wiring only.
+
+`create_app(settings)` builds the aiohttp application: the database (opened
+and closed in `cleanup_ctx`), middlewares (access log and metrics, errors,
+API keys) and each feature's routes. No rules live here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bridge.api import routes as api_routes
+from bridge.api.auth import api_key_middleware
+from bridge.api.openapi import openapi_handler
+from bridge.api.problems import error_middleware
+from bridge.config import Settings
+from bridge.db.engine import Database
+from bridge.keys import DB, METRICS, SECRET, SETTINGS
+from bridge.metrics import Metrics
+
+access_log = logging.getLogger("calbridge.access")
+_SECRET_PATHS = re.compile(r"^/(feeds|invite|set-password)/[^/]+")
+
+
+def redact_path(path: str) -> str:
+    """The path as it may be logged: secret tokens replaced."""
+    return _SECRET_PATHS.sub(lambda m: f"/{m.group(1)}/[redacted]", path)
+
+
+@web.middleware
+async def observe_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - start
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].observe(request.method, route, status, elapsed)
+        if request.app[SETTINGS].server.access_log:
+            access_log.info(json.dumps({
+                "method": request.method,
+                "path": redact_path(request.path),
+                "route": route,
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+                "remote": request.remote,
+            }))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[DB].ping()
+    except Exception as exc:  # the database is down: say so, do not crash
+        return web.json_response({"status": "fail", "database": type(exc).__name__}, status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[METRICS].render(),
+                        content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[observe_middleware, error_middleware, api_key_middleware],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[SECRET] = settings.secret()
+    app[DB] = database or Database(settings.database)
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[DB].dispose()
+
+    app.cleanup_ctx.append(database_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/openapi.json", openapi_handler)
+    app.router.add_routes(api_routes.routes)
+    return app

@@ -1,0 +1,1 @@
+"""The booking database: models, engines, migrations and units of work."""

@@ -1,0 +1,14 @@
+"""Every `web.AppKey` of the application, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.config import Settings
+from bridge.db.engine import Database
+from bridge.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+METRICS = web.AppKey("metrics", Metrics)
+SECRET = web.AppKey("secret", bytes)
