@@ -115,6 +115,35 @@ class ChangesSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    session_minutes: int = field(
+        default=480, metadata=_meta("Admin console sessions expire after this many minutes.", min=1)
+    )
+    login_attempts: int = field(
+        default=5, metadata=_meta("Failed admin sign-ins allowed per email and per address.", min=1)
+    )
+    login_window_seconds: int = field(
+        default=900, metadata=_meta("Window for counting failed admin sign-ins.", min=1)
+    )
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = field(default="127.0.0.1", metadata=_meta("SMTP server for invitations."))
+    port: int = field(
+        default=25, metadata=_meta("SMTP port (587 with starttls, 465 with ssl).", min=1)
+    )
+    username: str = field(default="", metadata=_meta("SMTP login; empty: no AUTH."))
+    password: str = field(default="", metadata=_meta("SMTP password."))
+    starttls: bool = field(default=False, metadata=_meta("Upgrade the connection with STARTTLS."))
+    ssl: bool = field(default=False, metadata=_meta("Connect with implicit TLS (port 465)."))
+    from_address: str = field(
+        default="calbridge <calbridge@localhost>", metadata=_meta("From: of emails sent.")
+    )
+    timeout_seconds: int = field(default=20, metadata=_meta("SMTP timeout.", min=1))
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -122,6 +151,8 @@ class Settings:
     feeds: FeedSettings = field(default_factory=FeedSettings)
     caldav: CaldavSettings = field(default_factory=CaldavSettings)
     changes: ChangesSettings = field(default_factory=ChangesSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     source: str = "defaults"
 
     @property
