@@ -144,6 +144,84 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class SyncSettings:
+    enabled: bool = field(
+        default=True, metadata=_meta("Run the external-calendar poller inside the server.")
+    )
+    tick_seconds: float = field(
+        default=5.0, metadata=_meta("How often the poller looks for due calendar links.", min=0.05)
+    )
+    default_interval_seconds: int = field(
+        default=300, metadata=_meta("Poll interval of a new calendar link.", min=10)
+    )
+    min_interval_seconds: int = field(
+        default=60, metadata=_meta("Shortest poll interval a link may ask for.", min=1)
+    )
+    jitter: float = field(
+        default=0.1, metadata=_meta("Poll times are spread by ±this fraction of the interval.",
+                                    min=0)
+    )
+    concurrency: int = field(
+        default=8, metadata=_meta("Calendar links polled at once per worker.", min=1)
+    )
+    batch: int = field(default=100, metadata=_meta("Links claimed per poller tick.", min=1))
+    lease_seconds: int = field(
+        default=120, metadata=_meta("A claimed link is left to its worker this long.", min=5)
+    )
+    timeout_seconds: float = field(
+        default=20.0, metadata=_meta("Timeout of one request to an external calendar.", min=0.1)
+    )
+    max_bytes: int = field(
+        default=10_000_000, metadata=_meta("Largest external calendar read.", min=1024)
+    )
+    window_days_back: int = field(
+        default=1, metadata=_meta("Busy times are kept from this many days back.", min=0)
+    )
+    window_days_ahead: int = field(
+        default=180, metadata=_meta("Busy times are kept this many days ahead.", min=1)
+    )
+    max_occurrences: int = field(
+        default=20_000, metadata=_meta("Cap on busy intervals kept per calendar link.", min=1)
+    )
+    failure_threshold: int = field(
+        default=3, metadata=_meta("Consecutive errors before a link counts as failing.", min=1)
+    )
+    ignore_transparent: bool = field(
+        default=True, metadata=_meta("Events marked TRANSP:TRANSPARENT are not busy time.")
+    )
+    ignore_cancelled: bool = field(
+        default=True, metadata=_meta("Events with STATUS:CANCELLED are not busy time.")
+    )
+    ignore_tentative: bool = field(
+        default=False, metadata=_meta("Events with STATUS:TENTATIVE are not busy time.")
+    )
+    credentials_key: str = field(
+        default="",
+        metadata=_meta("Fernet key(s), comma-separated, newest first, encrypting calendar "
+                       "credentials; empty: derived from the server secret."),
+    )
+    allow_private_addresses: bool = field(
+        default=False,
+        metadata=_meta("Let calendar links reach loopback/private addresses (tests, intranets)."),
+    )
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    email: bool = field(
+        default=True,
+        metadata=_meta("Email the staff member and company admins when a calendar link breaks."),
+    )
+    slack_webhook_url: str = field(
+        default="",
+        metadata=_meta("Slack incoming-webhook URL for calendar-link alerts; empty: off."),
+    )
+    timeout_seconds: float = field(
+        default=10.0, metadata=_meta("Timeout of one alert delivery.", min=0.1)
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -153,6 +231,8 @@ class Settings:
     changes: ChangesSettings = field(default_factory=ChangesSettings)
     web: WebSettings = field(default_factory=WebSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     source: str = "defaults"
 
     @property
