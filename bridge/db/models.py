@@ -345,3 +345,91 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     key: Mapped[str] = mapped_column(String(300))  # "user:<email>" or "addr:<ip>"
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CalendarLink(Base):
+    """An external calendar a staff member linked (issue 6): an ICS URL or a
+    CalDAV account's calendar, read for busy time ("check for conflicts")
+    and/or written with their appointments ("add appointments to").
+
+    Secrets (the ICS URL, which is itself a credential, and the CalDAV
+    password) live only in `credentials`, Fernet-encrypted with the key of
+    `[sync] credentials_key`. The poller's claim (`claimed_by/_until`) keeps
+    two workers from polling one link at once."""
+
+    __tablename__ = "calendar_links"
+    __table_args__ = (Index("ix_calendar_links_due", "enabled", "next_poll_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # ics | caldav
+    label: Mapped[str] = mapped_column(String(200), default="")
+    url_display: Mapped[str] = mapped_column(String(300), default="")  # no secret in it
+    server_url: Mapped[str] = mapped_column(String(1000), default="")  # caldav only
+    username: Mapped[str] = mapped_column(String(254), default="")  # caldav only
+    calendar_url: Mapped[str] = mapped_column(String(1000), default="")  # caldav only
+    credentials: Mapped[str] = mapped_column(Text)  # Fernet token of JSON
+    check_conflicts: Mapped[bool] = mapped_column(Boolean, default=True)
+    add_appointments: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    # pending (never read) | ok | failing | auth_failed
+    health: Mapped[str] = mapped_column(String(16), default="pending")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    incident_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_poll_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Change detection: HTTP validators (ICS), sync-token/ctag (CalDAV).
+    http_etag: Mapped[str] = mapped_column(String(255), default="")
+    http_last_modified: Mapped[str] = mapped_column(String(64), default="")
+    sync_token: Mapped[str] = mapped_column(String(500), default="")
+    ctag: Mapped[str] = mapped_column(String(255), default="")
+    # Busy intervals were computed up to here; the window slides daily.
+    window_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    busy_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Change-log position up to which appointments were written out.
+    push_cursor: Mapped[int | None] = mapped_column(BigInteger)
+    push_error: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExternalBusy(Base):
+    """One busy interval read from a calendar link (UTC): the last good
+    snapshot, replaced whole by the next good read, never by a failure."""
+
+    __tablename__ = "external_busy"
+    __table_args__ = (Index("ix_external_busy_staff_range", "staff_id", "start_at", "end_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    link_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_links.id", ondelete="CASCADE"), index=True
+    )
+    staff_id: Mapped[int] = mapped_column(BigInteger)
+    start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CalendarPush(Base):
+    """An appointment written to an "add appointments to" calendar link:
+    where it went and which version, so a retry never duplicates it."""
+
+    __tablename__ = "calendar_pushes"
+
+    link_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_links.id", ondelete="CASCADE"), primary_key=True
+    )
+    appointment_id: Mapped[int] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    href: Mapped[str] = mapped_column(String(1000))
+    version: Mapped[int] = mapped_column(Integer)
+    remote_etag: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

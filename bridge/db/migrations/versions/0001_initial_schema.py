@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:25:43.036530
+Create Date: 2026-11-22 02:28:44.833846
 """
 
 from __future__ import annotations
@@ -321,6 +321,66 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "calendar_links",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("label", sa.String(length=200), nullable=False),
+        sa.Column("url_display", sa.String(length=300), nullable=False),
+        sa.Column("server_url", sa.String(length=1000), nullable=False),
+        sa.Column("username", sa.String(length=254), nullable=False),
+        sa.Column("calendar_url", sa.String(length=1000), nullable=False),
+        sa.Column("credentials", sa.Text(), nullable=False),
+        sa.Column("check_conflicts", sa.Boolean(), nullable=False),
+        sa.Column("add_appointments", sa.Boolean(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("interval_seconds", sa.Integer(), nullable=False),
+        sa.Column("health", sa.String(length=16), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("last_error_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("last_success_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("last_polled_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("incident_started_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("next_poll_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("claimed_by", sa.String(length=64), nullable=False),
+        sa.Column("claimed_until", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("http_etag", sa.String(length=255), nullable=False),
+        sa.Column("http_last_modified", sa.String(length=64), nullable=False),
+        sa.Column("sync_token", sa.String(length=500), nullable=False),
+        sa.Column("ctag", sa.String(length=255), nullable=False),
+        sa.Column("window_end", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("busy_count", sa.Integer(), nullable=False),
+        sa.Column("push_cursor", sa.BigInteger(), nullable=True),
+        sa.Column("push_error", sa.Text(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["company_id"],
+            ["companies.id"],
+            name=op.f("fk_calendar_links_company_id_companies"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["staff_id"],
+            ["staff.id"],
+            name=op.f("fk_calendar_links_staff_id_staff"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_calendar_links")),
+    )
+    with op.batch_alter_table("calendar_links", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_calendar_links_company_id"), ["company_id"], unique=False
+        )
+        batch_op.create_index("ix_calendar_links_due", ["enabled", "next_poll_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_calendar_links_staff_id"), ["staff_id"], unique=False)
+
+    op.create_table(
         "feed_links",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -332,6 +392,7 @@ def upgrade() -> None:
         sa.Column("privacy", sa.String(length=16), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("token_hash", sa.String(length=128), nullable=False),
+        sa.Column("token_salt", sa.String(length=64), nullable=False),
         sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("rotated_at", bridge.db.models.UTCDateTime(), nullable=True),
         sa.Column("revoked_at", bridge.db.models.UTCDateTime(), nullable=True),
@@ -406,11 +467,70 @@ def upgrade() -> None:
             "ix_busy_intervals_staff_range", ["staff_id", "start_at", "end_at"], unique=False
         )
 
+    op.create_table(
+        "calendar_pushes",
+        sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "appointment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("href", sa.String(length=1000), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("remote_etag", sa.String(length=255), nullable=False),
+        sa.Column("updated_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["appointment_id"],
+            ["appointments.id"],
+            name=op.f("fk_calendar_pushes_appointment_id_appointments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["link_id"],
+            ["calendar_links.id"],
+            name=op.f("fk_calendar_pushes_link_id_calendar_links"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("link_id", "appointment_id", name=op.f("pk_calendar_pushes")),
+    )
+    with op.batch_alter_table("calendar_pushes", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_calendar_pushes_appointment_id"), ["appointment_id"], unique=False
+        )
+
+    op.create_table(
+        "external_busy",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("staff_id", sa.BigInteger(), nullable=False),
+        sa.Column("start_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("end_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["link_id"],
+            ["calendar_links.id"],
+            name=op.f("fk_external_busy_link_id_calendar_links"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_external_busy")),
+    )
+    with op.batch_alter_table("external_busy", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_external_busy_link_id"), ["link_id"], unique=False)
+        batch_op.create_index(
+            "ix_external_busy_staff_range", ["staff_id", "start_at", "end_at"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("external_busy", schema=None) as batch_op:
+        batch_op.drop_index("ix_external_busy_staff_range")
+        batch_op.drop_index(batch_op.f("ix_external_busy_link_id"))
+
+    op.drop_table("external_busy")
+    with op.batch_alter_table("calendar_pushes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_calendar_pushes_appointment_id"))
+
+    op.drop_table("calendar_pushes")
     with op.batch_alter_table("busy_intervals", schema=None) as batch_op:
         batch_op.drop_index("ix_busy_intervals_staff_range")
         batch_op.drop_index(batch_op.f("ix_busy_intervals_blocked_time_id"))
@@ -424,6 +544,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_feed_links_company_id"))
 
     op.drop_table("feed_links")
+    with op.batch_alter_table("calendar_links", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_calendar_links_staff_id"))
+        batch_op.drop_index("ix_calendar_links_due")
+        batch_op.drop_index(batch_op.f("ix_calendar_links_company_id"))
+
+    op.drop_table("calendar_links")
     with op.batch_alter_table("blocked_times", schema=None) as batch_op:
         batch_op.drop_index("ix_blocked_times_staff_range")
         batch_op.drop_index(batch_op.f("ix_blocked_times_company_id"))
