@@ -48,7 +48,8 @@ class Metrics:
                 out.append(f'calbridge_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {acc}')
             total = self.counts[(method, route)]
             out.append(f'calbridge_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {total}')
-            out.append(f"calbridge_http_request_duration_seconds_sum{{{labels}}} {self.sums[(method, route)]:.6f}")
+            total_s = self.sums[(method, route)]
+            out.append(f"calbridge_http_request_duration_seconds_sum{{{labels}}} {total_s:.6f}")
             out.append(f"calbridge_http_request_duration_seconds_count{{{labels}}} {total}")
         return "\n".join(out) + "\n"
 

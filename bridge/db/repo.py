@@ -391,7 +391,7 @@ class AppointmentFilter:
     limit: int = 100
 
 
-def appointment_query(company_id: int, f: AppointmentFilter) -> Select[tuple[Appointment]]:
+def appointment_query(company_id: int, f: AppointmentFilter) -> Select[Any]:
     q = select(Appointment).where(Appointment.company_id == company_id)
     if f.staff_id is not None:
         q = q.where(Appointment.staff_id == f.staff_id)
@@ -415,7 +415,7 @@ def list_appointments(s: Session, company_id: int, f: AppointmentFilter) -> list
     if f.group_id is not None:
         get_group(s, company_id, f.group_id)
     q = appointment_query(company_id, f).where(Appointment.id > f.after_id)
-    return list(s.execute(q.order_by(Appointment.id).limit(f.limit)).scalars())
+    return list(s.scalars(q.order_by(Appointment.id).limit(f.limit)))
 
 
 def get_appointment(s: Session, company_id: int, appointment_id: int) -> Appointment:
