@@ -190,7 +190,7 @@ COMMANDS: list[Register] = []
 
 def _load_feature_commands() -> None:
     # Imported for their side effect of appending to COMMANDS.
-    pass
+    import bridge.feeds.cli  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

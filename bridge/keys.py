@@ -6,9 +6,11 @@ from aiohttp import web
 
 from bridge.config import Settings
 from bridge.db.engine import Database
+from bridge.feeds.serve import FeedServer
 from bridge.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 METRICS = web.AppKey("metrics", Metrics)
 SECRET = web.AppKey("secret", bytes)
+FEEDS = web.AppKey("feeds", FeedServer)

@@ -240,7 +240,7 @@ def _fmt_value(value: Any, timezone: str) -> tuple[str, str, set[str]]:
 
             try:
                 name = tzid_from_dt(value)
-            except Exception:  # noqa: BLE001 - any failure means "not an IANA zone"
+            except Exception:  # any failure means "not an IANA zone"
                 name = None
             if name and not is_utc_zone(name):
                 try:
@@ -248,13 +248,18 @@ def _fmt_value(value: Any, timezone: str) -> tuple[str, str, set[str]]:
                     key = name
                 except (ZoneInfoNotFoundError, ValueError):
                     key = None
-        if key is None or is_utc_zone(key) or value.utcoffset() == dt.timedelta(0) and key is None:
+        if key is None or is_utc_zone(key):
             return "", utc_stamp(value), set()
         local = value.astimezone(ZoneInfo(key))
         return f";TZID={key}", _local(local), {key}
     if isinstance(value, dt.date):
         return ";VALUE=DATE", value.strftime("%Y%m%d"), set()
     raise ValueError(f"not a date or date-time: {value!r}")
+
+
+def _ical_str(value: Any) -> str:
+    raw = value.to_ical()
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 @dataclass(frozen=True)
@@ -294,7 +299,7 @@ def render_blocked_busy(
             tzids |= used
             lines.append(fold(f"DTEND{params}:{val}"))
         elif "DURATION" in event:
-            lines.append(prop("DURATION", event["DURATION"].to_ical().decode()))
+            lines.append(prop("DURATION", _ical_str(event["DURATION"])))
         if "RECURRENCE-ID" in event:
             params, val, used = _fmt_value(event.decoded("RECURRENCE-ID"), timezone)
             tzids |= used
@@ -313,7 +318,7 @@ def render_blocked_busy(
                         rule["UNTIL"] = [u.astimezone(dt.UTC)]
                     elif isinstance(u, dt.datetime) and not isinstance(start, dt.datetime):
                         rule["UNTIL"] = [u.date()]
-                lines.append(prop("RRULE", rule.to_ical().decode()))
+                lines.append(prop("RRULE", _ical_str(rule)))
         for name in ("EXDATE", "RDATE"):
             values = event.get(name)
             if values is None:

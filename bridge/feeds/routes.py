@@ -1,0 +1,189 @@
+"""HTTP for feeds: `GET/HEAD /feeds/{token}.ics` and the `/api/v1/feeds` API.
+
+The feed route answers 200 or 304 (RFC 9110 §13: strong ETag and
+Last-Modified, If-None-Match before If-Modified-Since), gzip only when the
+request accepts it, 404 with the same body for every unknown, rotated,
+revoked or malformed token, 405 for other methods (aiohttp's router), and
+never logs the token (the access log redacts `/feeds/…`). The API handlers
+only translate HTTP to the units of work in `bridge.feeds.service`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bridge.api.auth import company_id
+from bridge.api.http import json_body, json_response, match_id, only_params
+from bridge.db import repo
+from bridge.feeds import service
+from bridge.feeds.serve import CachedFeed, FeedServer
+from bridge.keys import DB, FEEDS, SECRET, SETTINGS
+
+routes = web.RouteTableDef()
+MAX_QUERY = 1024
+_BASE_HEADERS = {
+    "Cache-Control": "private, no-cache",
+    "Vary": "Accept-Encoding",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _not_found() -> web.Response:
+    return web.Response(status=404, text="Not found\n", headers={"Cache-Control": "no-store"})
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    """Whether Accept-Encoding allows gzip (RFC 9110 §12.5.3; q=0 refuses)."""
+    header = request.headers.get("Accept-Encoding")
+    if not header or "gzip" not in header.lower():
+        return False
+    for part in header.split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        return q > 0
+    return False
+
+
+def _not_modified(request: web.Request, feed: CachedFeed) -> bool:
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:  # RFC 9110 §13.2.2: If-Modified-Since is then ignored
+        if inm.strip() == "*":
+            return True
+        etag = feed.feed.etag
+        gz = etag[:-1] + '-gz"'
+        return any(t.strip().removeprefix("W/") in (etag, gz) for t in inm.split(","))
+    ims = request.headers.get("If-Modified-Since")
+    if ims is not None:
+        since = request.if_modified_since
+        last = feed.feed.modified
+        return since is not None and last <= since
+    return False
+
+
+@routes.get(r"/feeds/{token}.ics", name="feed", allow_head=True)
+async def get_feed(request: web.Request) -> web.StreamResponse:
+    if len(request.query_string) > MAX_QUERY:
+        return web.Response(status=414, text="Query string too long\n")
+    feed = await request.app[FEEDS].lookup(request.match_info["token"])
+    if feed is None:
+        return _not_found()
+    gz = _accepts_gzip(request)
+    headers = dict(_BASE_HEADERS)
+    headers["ETag"] = feed.feed.etag[:-1] + '-gz"' if gz else feed.feed.etag
+    headers["Last-Modified"] = feed.feed.last_modified
+    if _not_modified(request, feed):
+        return web.Response(status=304, headers=headers)
+    if gz:
+        headers["Content-Encoding"] = "gzip"
+        body = await request.app[FEEDS].gzip_body(feed)
+    else:
+        body = feed.feed.body
+    headers["Content-Type"] = "text/calendar; charset=utf-8"
+    return web.Response(body=body, headers=headers)
+
+
+# --- API ------------------------------------------------------------------------------------
+
+def _actor(request: web.Request) -> repo.Actor:
+    label = request.headers.get("X-Calbridge-Actor", "")[:200]
+    return repo.Actor("api", label or "api-key")
+
+
+async def _link_json(request: web.Request, feed_id: int) -> dict[str, Any]:
+    app = request.app
+
+    def unit(s: Any) -> dict[str, Any]:
+        link = service.get_feed(s, company_id(request), feed_id)
+        return service.link_json(s, link, app[SECRET], app[SETTINGS].base_url)
+
+    return await app[DB].read(unit)
+
+
+@routes.get("/api/v1/feeds", name="feeds")
+async def list_feeds(request: web.Request) -> web.Response:
+    only_params(request, {"include_revoked"})
+    include = request.query.get("include_revoked", "false").lower() in ("1", "true", "yes")
+    app = request.app
+
+    def unit(s: Any) -> list[dict[str, Any]]:
+        return [service.link_json(s, link, app[SECRET], app[SETTINGS].base_url)
+                for link in service.list_feeds(s, company_id(request), include_revoked=include)]
+
+    return json_response({"items": await app[DB].read(unit)})
+
+
+@routes.post("/api/v1/feeds")
+async def create_feed(request: web.Request) -> web.Response:
+    payload = await json_body(request)
+    app = request.app
+
+    def unit(s: Any) -> dict[str, Any]:
+        link = service.create_feed(s, company_id(request), payload, app[SECRET], _actor(request))
+        return service.link_json(s, link, app[SECRET], app[SETTINGS].base_url)
+
+    data = await app[DB].write(unit)
+    return json_response(data, status=201, headers={"Location": f"/api/v1/feeds/{data['id']}"})
+
+
+@routes.get("/api/v1/feeds/{feed_id}", name="feed_item")
+async def get_feed_link(request: web.Request) -> web.Response:
+    return json_response(await _link_json(request, match_id(request, "feed_id")))
+
+
+async def _change_link(request: web.Request, change: Callable[..., Any]) -> web.Response:
+    """Run `change(session, company id, feed id, …)` and answer with the link."""
+    feed_id = match_id(request, "feed_id")
+    app = request.app
+
+    def unit(s: Any) -> dict[str, Any]:
+        link = change(s, company_id(request), feed_id, _actor(request))
+        return service.link_json(s, link, app[SECRET], app[SETTINGS].base_url)
+
+    return json_response(await app[DB].write(unit))
+
+
+@routes.post("/api/v1/feeds/{feed_id}/rotate")
+async def rotate_feed(request: web.Request) -> web.Response:
+    secret = request.app[SECRET]
+    return await _change_link(
+        request, lambda s, cid, fid, actor: service.rotate_feed(s, cid, fid, secret, actor))
+
+
+@routes.post("/api/v1/feeds/{feed_id}/revoke")
+async def revoke_feed(request: web.Request) -> web.Response:
+    return await _change_link(request, service.revoke_feed)
+
+
+@routes.delete("/api/v1/feeds/{feed_id}")
+async def delete_feed(request: web.Request) -> web.Response:
+    """DELETE is revoke (the row stays for the audit trail)."""
+    feed_id = match_id(request, "feed_id")
+    app = request.app
+    await app[DB].write(lambda s: service.revoke_feed(s, company_id(request), feed_id,
+                                                      _actor(request)))
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    """Add the feed routes and the per-worker `FeedServer` to the app."""
+
+    async def feeds_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[FEEDS] = FeedServer(app[DB], app[SETTINGS], app[SECRET])
+        yield
+        app[FEEDS].close()
+
+    app.cleanup_ctx.append(feeds_ctx)
+    app.router.add_routes(routes)

@@ -1,0 +1,187 @@
+"""The per-request path of a feed: token look-up, version check, cached body.
+
+No aiohttp here (routes.py speaks HTTP). A request costs one keyed hash of
+the token, one indexed look-up that also returns the company's change
+counter (`Company.change_seq`, bumped by every change-log entry), and a
+dictionary hit when that version was seen before (DESIGN rule 5).
+
+The cache holds assembled bodies per feed link, keyed by (version, window
+day). It is process memory, but every request re-checks the version in the
+database, so a rotated or revoked token answers 404 on its next request in
+every worker (DESIGN rule 7).
+
+On SQLite the check is cheaper still: `PRAGMA data_version` on a dedicated
+read connection changes whenever any other connection (any process) commits,
+so while it is unchanged the token's previous look-up is still the
+database's answer and is reused without a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+
+from bridge.config import Settings
+from bridge.db.engine import Database
+from bridge.domain.secrets import token_hash
+from bridge.feeds.service import TOKEN_RE, FeedBody, build_feed
+
+_RESOLVE_SQL = (
+    "SELECT f.id, f.company_id, f.token_hash, c.change_seq FROM feed_links f "
+    "JOIN companies c ON c.id = f.company_id "
+    "WHERE f.token_hash = {p} AND f.revoked_at IS NULL"
+)
+
+
+@dataclass
+class CachedFeed:
+    """One assembled feed with the headers every response of it carries."""
+
+    key: tuple[Any, ...]
+    feed: FeedBody
+    _gzip: bytes | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.feed.body) + (len(self._gzip) if self._gzip else 0)
+
+    def gzip_body(self) -> bytes:
+        if self._gzip is None:
+            self._gzip = gzip.compress(self.feed.body, compresslevel=6, mtime=0)
+        return self._gzip
+
+
+class FeedServer:
+    """Resolves tokens and hands out cached feed bodies (one per worker)."""
+
+    def __init__(
+        self, db: Database, settings: Settings, secret: bytes, *,
+        today: Callable[[], dt.date] | None = None, max_cache_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.secret = secret
+        self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        self.max_cache_bytes = max_cache_bytes
+        self._cache: OrderedDict[int, CachedFeed] = OrderedDict()
+        self._cache_bytes = 0
+        self._building: dict[tuple[int, tuple[Any, ...]], asyncio.Future[CachedFeed]] = {}
+        self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_path = db.url.database if db.is_sqlite else None
+        self._data_version = -1
+        self._resolved: dict[str, tuple[int, int, int] | None] = {}
+        self.builds = 0  # feeds assembled by this worker (for tests and the benchmark)
+
+    # -- token -> (link id, company id, version) --------------------------------------
+    def _sqlite_conn(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            assert self._sqlite_path
+            conn = sqlite3.connect(self._sqlite_path, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self.db.settings.busy_timeout_ms)}")
+            self._sqlite = conn
+        return self._sqlite
+
+    def _resolve_sqlite(self, hashed: str) -> tuple[int, int, int] | None:
+        conn = self._sqlite_conn()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._resolved.clear()
+            self._data_version = version
+        elif hashed in self._resolved:
+            return self._resolved[hashed]
+        row = conn.execute(_RESOLVE_SQL.format(p="?"), (hashed,)).fetchone()
+        result = (row[0], row[1], row[3]) if row is not None and row[2] == hashed else None
+        if len(self._resolved) > 100_000:
+            self._resolved.clear()
+        self._resolved[hashed] = result
+        return result
+
+    async def _resolve_async(self, hashed: str) -> tuple[int, int, int] | None:
+        async with self.db.async_engine.connect() as conn:
+            row = (await conn.execute(text(_RESOLVE_SQL.format(p=":h")), {"h": hashed})).first()
+        if row is None or row[2] != hashed:
+            return None
+        return int(row[0]), int(row[1]), int(row[3])
+
+    async def resolve(self, token: str) -> tuple[int, int, int] | None:
+        """(link id, company id, version) of a live token, else None."""
+        if not TOKEN_RE.fullmatch(token):
+            return None
+        hashed = token_hash(token, self.secret)
+        if self._sqlite_path:
+            return self._resolve_sqlite(hashed)
+        return await self._resolve_async(hashed)
+
+    # -- feed bodies ----------------------------------------------------------------------
+    async def lookup(self, token: str) -> CachedFeed | None:
+        """The current feed of a token, from the cache when its version is current."""
+        state = await self.resolve(token)
+        if state is None:
+            return None
+        link_id, _company_id, version = state
+        fs = self.settings.feeds
+        key = (version, self.today(), fs.window_days_back, fs.window_days_ahead,
+               fs.refresh_minutes)
+        cached = self._cache.get(link_id)
+        if cached is not None and cached.key == key:
+            self._cache.move_to_end(link_id)
+            return cached
+        return await self._build(link_id, key)
+
+    async def _build(self, link_id: int, key: tuple[Any, ...]) -> CachedFeed:
+        pending = self._building.get((link_id, key))
+        if pending is not None:  # another request is assembling the same version
+            return await asyncio.shield(pending)
+        future: asyncio.Future[CachedFeed] = asyncio.get_running_loop().create_future()
+        self._building[(link_id, key)] = future
+        try:
+            fs = self.settings.feeds
+            body = await self.db.read(
+                build_feed, link_id, today=key[1], days_back=fs.window_days_back,
+                days_ahead=fs.window_days_ahead, refresh_minutes=fs.refresh_minutes,
+                warn_bytes=fs.warn_bytes,
+            )
+            self.builds += 1
+            cached = CachedFeed(key, body)
+            self._store(link_id, cached)
+            future.set_result(cached)
+            return cached
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._building[(link_id, key)]
+
+    def _store(self, link_id: int, cached: CachedFeed) -> None:
+        old = self._cache.pop(link_id, None)
+        if old is not None:
+            self._cache_bytes -= old.size
+        self._cache[link_id] = cached
+        self._cache_bytes += cached.size
+        while self._cache_bytes > self.max_cache_bytes and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            self._cache_bytes -= evicted.size
+
+    async def gzip_body(self, cached: CachedFeed) -> bytes:
+        if cached._gzip is None:
+            before = cached.size
+            await asyncio.to_thread(cached.gzip_body)
+            if any(c is cached for c in self._cache.values()):
+                self._cache_bytes += cached.size - before
+        return cached.gzip_body()
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None

@@ -1,0 +1,346 @@
+"""`GET/HEAD /feeds/<token>.ics` as calendar apps see it, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import logging
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bridge.app import create_app
+from bridge.feeds import service
+from bridge.keys import FEEDS
+from tests.feeds.conftest import ADMIN, TODAY, Salon, at, by_uid, events, weekly_block
+
+
+async def fetch(client: TestClient[Any, Any], token: str, **headers: str) -> Any:
+    """A GET like a calendar app's: no Accept-Encoding unless given."""
+    return await client.get(f"/feeds/{token}.ics", headers=headers,
+                            skip_auto_headers=("Accept-Encoding",))
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "text/html", "application/json"])
+async def test_feed_is_text_calendar_whatever_the_accept_header(
+    client: TestClient[Any, Any], salon: Salon, accept: str | None
+) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    resp = await fetch(client, token, **({"Accept": accept} if accept else {}))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    assert "Content-Encoding" not in resp.headers
+    assert len(events(await resp.read())) == 1
+
+
+async def test_head_has_the_headers_and_no_body(client: TestClient[Any, Any], salon: Salon) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    get = await fetch(client, token)
+    body = await get.read()
+    head = await client.head(f"/feeds/{token}.ics", skip_auto_headers=("Accept-Encoding",))
+    assert head.status == 200
+    assert head.headers["ETag"] == get.headers["ETag"]
+    assert head.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    assert int(head.headers["Content-Length"]) == len(body)
+    assert await head.read() == b""
+
+
+async def test_unchanged_feed_is_byte_identical_and_revalidates_with_304(
+    client: TestClient[Any, Any], salon: Salon
+) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    salon.book("b", salon.anna, 2, 11)
+    _, token = salon.link(staff_id=salon.anna)
+    first = await fetch(client, token)
+    body = await first.read()
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    again = await fetch(client, token)
+    assert await again.read() == body
+    assert again.headers["ETag"] == etag
+    resp = await fetch(client, token, **{"If-None-Match": etag})
+    assert resp.status == 304
+    assert await resp.read() == b""
+    assert resp.headers["ETag"] == etag
+    resp = await fetch(client, token, **{"If-Modified-Since": modified})
+    assert resp.status == 304
+    resp = await fetch(client, token, **{"If-None-Match": '"something-else"',
+                                         "If-Modified-Since": modified})
+    assert resp.status == 200  # If-None-Match wins (RFC 9110 §13.2.2)
+    salon.update("a", {"location": "Chair 5"})
+    resp = await fetch(client, token, **{"If-None-Match": etag})
+    assert resp.status == 200
+    assert resp.headers["ETag"] != etag
+    assert "Chair 5" in (await resp.read()).decode()
+
+
+async def test_every_worker_renders_the_same_bytes(
+    aiohttp_client: Any, salon: Salon
+) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    _, token = salon.link(scope="company")
+    one = await aiohttp_client(create_app(salon.settings))
+    two = await aiohttp_client(create_app(salon.settings))
+    a, b = await fetch(one, token), await fetch(two, token)
+    assert await a.read() == await b.read()
+    assert a.headers["ETag"] == b.headers["ETag"]
+    assert a.headers["Last-Modified"] == b.headers["Last-Modified"]
+
+
+async def test_gzip_only_when_asked(client: TestClient[Any, Any], salon: Salon) -> None:
+    for day in range(1, 30):
+        salon.book(f"a{day}", salon.anna, day, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    plain = await client.get(f"/feeds/{token}.ics", headers={"Accept-Encoding": "identity"},
+                             auto_decompress=False)
+    assert "Content-Encoding" not in plain.headers
+    body = await plain.read()
+    zipped = await client.get(f"/feeds/{token}.ics", headers={"Accept-Encoding": "gzip, br"},
+                              auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await zipped.read()) == body
+    assert zipped.headers["ETag"] != plain.headers["ETag"]
+    refused = await client.get(f"/feeds/{token}.ics", headers={"Accept-Encoding": "gzip;q=0"},
+                               auto_decompress=False)
+    assert "Content-Encoding" not in refused.headers
+    resp = await client.get(f"/feeds/{token}.ics", headers={
+        "Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]})
+    assert resp.status == 304
+
+
+async def test_unknown_rotated_and_revoked_tokens_get_the_same_404(
+    client: TestClient[Any, Any], salon: Salon
+) -> None:
+    feed_id, token = salon.link(staff_id=salon.anna)
+    revoked_id, revoked = salon.link(staff_id=salon.ben)
+    assert (await fetch(client, token)).status == 200
+    assert (await fetch(client, revoked)).status == 200
+    with salon.db.sync_session(write=True) as s:
+        new = service.token_of(service.rotate_feed(s, salon.tenant.company_id, feed_id,
+                                                   salon.settings.secret(), ADMIN),
+                               salon.settings.secret())
+        service.revoke_feed(s, salon.tenant.company_id, revoked_id, ADMIN)
+    unknown = "A" * 43
+    answers = []
+    for tok in (token, revoked, unknown):
+        resp = await fetch(client, tok)
+        answers.append((resp.status, await resp.read(), resp.headers.get("Content-Type")))
+    assert answers[0][0] == 404
+    assert answers[0] == answers[1] == answers[2]
+    assert (await fetch(client, new)).status == 200
+
+
+async def test_rotation_kills_the_old_url_in_every_worker_at_once(
+    aiohttp_client: Any, salon: Salon
+) -> None:
+    feed_id, token = salon.link(scope="company")
+    workers = [await aiohttp_client(create_app(salon.settings)) for _ in range(3)]
+    for w in workers:
+        assert (await fetch(w, token)).status == 200
+        assert (await fetch(w, token)).status == 200  # now cached in every worker
+    with salon.db.sync_session(write=True) as s:
+        service.rotate_feed(s, salon.tenant.company_id, feed_id, salon.settings.secret(), ADMIN)
+    for w in workers:
+        assert (await fetch(w, token)).status == 404
+
+
+@pytest.mark.parametrize("path", [
+    "/feeds/short.ics",
+    "/feeds/" + "A" * 42 + "!.ics",
+    "/feeds/" + "A" * 44 + ".ics",
+    "/feeds/" + "é" * 43 + ".ics",
+    "/feeds/..%2f..%2fetc%2fpasswd.ics",
+    "/feeds/" + "A" * 20 + "%2F" + "A" * 20 + ".ics",
+    "/feeds/" + "A" * 43,
+    "/feeds/" + "A" * 43 + ".ics/",
+    "/feeds/",
+])
+async def test_bad_tokens_and_path_tricks_are_404(client: TestClient[Any, Any], salon: Salon,
+                                                  path: str) -> None:
+    resp = await client.get(path)
+    assert resp.status == 404
+    assert b"Traceback" not in await resp.read()
+
+
+async def test_dot_segments_cannot_escape_to_another_resource(client: TestClient[Any, Any],
+                                                               salon: Salon) -> None:
+    resp = await client.get("/feeds/%2e%2e/%2e%2e/api/v1/staff.ics")
+    assert 400 <= resp.status < 500  # normalised away from /feeds/: the API's own 401
+
+
+async def test_other_methods_are_405(client: TestClient[Any, Any], salon: Salon) -> None:
+    _, token = salon.link(staff_id=salon.anna)
+    for method in ("POST", "PUT", "DELETE", "PATCH", "PROPFIND"):
+        resp = await client.request(method, f"/feeds/{token}.ics")
+        assert resp.status == 405, method
+        assert "GET" in resp.headers.get("Allow", "")
+
+
+async def test_huge_query_string_is_refused(client: TestClient[Any, Any], salon: Salon) -> None:
+    _, token = salon.link(staff_id=salon.anna)
+    assert (await client.get(f"/feeds/{token}.ics?x=" + "a" * 5000)).status == 414
+    assert (await client.get(f"/feeds/{token}.ics?x=" + "a" * 20000)).status in (400, 414, 431)
+    assert (await client.get(f"/feeds/{token}.ics?ignored=1")).status == 200
+
+
+async def test_token_never_reaches_the_logs(client: TestClient[Any, Any], salon: Salon,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    _, token = salon.link(staff_id=salon.anna)
+    caplog.set_level(logging.DEBUG)
+    await fetch(client, token)
+    await fetch(client, token[:-1] + ("B" if token[-1] != "B" else "C"))
+    await client.post(f"/feeds/{token}.ics")
+    # aiohttp's own access logger belongs to the test server; `calbridge serve`
+    # turns it off and writes the redacted JSON access log instead.
+    records = [r for r in caplog.records if r.name != "aiohttp.access"]
+    assert any(r.name == "calbridge.access" for r in records)
+    for record in records:
+        assert token not in record.getMessage()
+        assert token[:-1] not in record.getMessage()
+
+
+async def test_uid_sequence_and_last_modified_follow_material_changes(
+    client: TestClient[Any, Any], salon: Salon
+) -> None:
+    salon.book("a", salon.anna, 3, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    before = next(iter(by_uid(await (await fetch(client, token)).read()).values()))
+    uid = str(before["UID"])
+    await asyncio.sleep(1.05)  # LAST-MODIFIED has whole seconds
+    salon.update("a", {"start": salon_at(4, 9), "end": salon_at(4, 10)})
+    moved = by_uid(await (await fetch(client, token)).read())[uid]
+    assert int(moved["SEQUENCE"]) == int(before["SEQUENCE"]) + 1
+    assert moved.decoded("LAST-MODIFIED") > before.decoded("LAST-MODIFIED")
+    assert moved.decoded("DTSTART").date() == TODAY + dt.timedelta(days=4)
+    resp = await fetch(client, token)
+    etag = resp.headers["ETag"]
+    salon.update("a", {"location": "Salon, chair 2"})  # the same value: a save that changes nothing
+    resp = await fetch(client, token, **{"If-None-Match": etag})
+    assert resp.status == 304
+    salon.update("a", {"customer_name": "Someone else"})
+    renamed = by_uid(await (await fetch(client, token)).read())[uid]
+    assert int(renamed["SEQUENCE"]) == int(moved["SEQUENCE"]) + 1
+
+
+def salon_at(days: int, hour: int) -> str:
+    return at(days, hour)
+
+
+async def test_cancelled_appointments_leave_the_next_fetch(client: TestClient[Any, Any],
+                                                           salon: Salon) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    salon.book("b", salon.anna, 2, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    assert len(events(await (await fetch(client, token)).read())) == 2
+    salon.update("a", {"status": "cancelled"})
+    remaining = events(await (await fetch(client, token)).read())
+    assert [str(e["SUMMARY"]) for e in remaining] == ["Haircut – Customer b"]
+
+
+async def test_feed_covers_the_configured_window(aiohttp_client: Any, salon: Salon) -> None:
+    salon.book("old", salon.anna, -70, 10)
+    salon.book("recent", salon.anna, -50, 10)
+    salon.book("next-year", salon.anna, 390, 10)
+    salon.book("far", salon.anna, 420, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    client = await aiohttp_client(create_app(salon.settings))
+    names = {str(e["SUMMARY"]) for e in events(await (await fetch(client, token)).read())}
+    assert names == {"Haircut – Customer recent", "Haircut – Customer next-year"}
+    narrow = salon.settings.replace(feeds={"window_days_back": 7, "window_days_ahead": 30})
+    client = await aiohttp_client(create_app(narrow))
+    assert events(await (await fetch(client, token)).read()) == []
+
+
+async def test_large_feed_logs_a_warning_without_the_token(
+    aiohttp_client: Any, salon: Salon, caplog: pytest.LogCaptureFixture
+) -> None:
+    for day in range(1, 6):
+        salon.book(f"a{day}", salon.anna, day, 10)
+    feed_id, token = salon.link(staff_id=salon.anna)
+    client = await aiohttp_client(create_app(salon.settings.replace(feeds={"warn_bytes": 2000})))
+    with caplog.at_level(logging.WARNING, logger="calbridge.feeds"):
+        assert (await fetch(client, token)).status == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "calbridge.feeds"]
+    assert any(f"feed link {feed_id} is" in w for w in warnings)
+    assert all(token not in w for w in warnings)
+
+
+async def test_calendar_header(aiohttp_client: Any, salon: Salon) -> None:
+    import icalendar
+
+    salon.book("a", salon.anna, 1, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    client = await aiohttp_client(create_app(salon.settings.replace(feeds={"refresh_minutes": 5})))
+    body = (await (await fetch(client, token)).read()).decode()
+    cal = icalendar.Calendar.from_ical(body)
+    assert str(cal["X-WR-CALNAME"]) == "Anna Müller"
+    assert str(cal["X-WR-TIMEZONE"]) == "Europe/Paris"
+    assert str(cal["METHOD"]) == "PUBLISH"
+    assert "REFRESH-INTERVAL;VALUE=DURATION:PT5M\r\n" in body
+    assert "X-PUBLISHED-TTL:PT5M\r\n" in body
+    assert [str(tz["TZID"]) for tz in cal.walk("VTIMEZONE")] == ["Europe/Paris"]
+    assert "\n" not in body.replace("\r\n", "")
+
+
+async def test_group_and_company_feeds_name_the_staff_and_show_blocked_time_as_busy(
+    client: TestClient[Any, Any], salon: Salon
+) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    salon.book("b", salon.ben, 1, 10)
+    salon.book("c", salon.chloe, 1, 10, timezone="America/New_York")
+    text, first, last = weekly_block()
+    salon.block(salon.anna, text, first, last)
+    _, group_token = salon.link(group_id=salon.group)
+    _, company_token = salon.link(scope="company", privacy="limited")
+    _, busy_token = salon.link(scope="company", privacy="busy")
+    _, staff_token = salon.link(staff_id=salon.anna)
+
+    group = by_uid(await (await fetch(client, group_token)).read())
+    summaries = sorted(str(e["SUMMARY"]) for e in group.values())
+    assert summaries == ["Anna Müller: Haircut – Customer a", "Ben Okafor: Haircut – Customer b",
+                         "Busy"]
+    company = by_uid(await (await fetch(client, company_token)).read())
+    assert sorted(str(e["SUMMARY"]) for e in company.values()) == [
+        "Anna Müller: Haircut", "Ben Okafor: Haircut", "Busy", "Chloé Durand: Haircut"]
+    busy_body = await (await fetch(client, busy_token)).read()
+    busy = by_uid(busy_body)
+    assert {str(e["SUMMARY"]) for e in busy.values()} == {"Busy"}
+    assert len(busy) == 4
+    for secret in (b"Customer", b"Haircut", b"Anna", b"Salon", b"Therapy", b"private",
+                   b"customer.example", b"block@client"):
+        assert secret not in busy_body
+    blocked = next(e for e in busy.values() if "RRULE" in e)
+    assert blocked["RRULE"]["FREQ"] == ["WEEKLY"]
+    assert "EXDATE" in blocked
+    staff_summaries = [str(e["SUMMARY"]) for e in events(await (await fetch(client, staff_token)).read())]
+    assert staff_summaries == ["Haircut – Customer a"]  # their own blocked time is already theirs
+
+
+async def test_group_membership_changes_show_up(client: TestClient[Any, Any], salon: Salon) -> None:
+    from bridge.db import repo
+
+    salon.book("a", salon.anna, 1, 10)
+    salon.book("c", salon.chloe, 1, 10)
+    _, token = salon.link(group_id=salon.group)
+    assert len(events(await (await fetch(client, token)).read())) == 1
+    with salon.db.sync_session(write=True) as s:
+        repo.add_member(s, salon.tenant.company_id, salon.group, salon.chloe, ADMIN)
+    assert len(events(await (await fetch(client, token)).read())) == 2
+
+
+async def test_feed_server_builds_once_per_version(client: TestClient[Any, Any],
+                                                   salon: Salon) -> None:
+    salon.book("a", salon.anna, 1, 10)
+    _, token = salon.link(staff_id=salon.anna)
+    feeds = client.app[FEEDS]
+    for _ in range(5):
+        assert (await fetch(client, token)).status == 200
+    assert feeds.builds == 1
+    salon.update("a", {"notes": "changed"})
+    for _ in range(3):
+        assert (await fetch(client, token)).status == 200
+    assert feeds.builds == 2
