@@ -63,18 +63,23 @@ class Salon:
 
     def block(self, staff_id: int, ical_text: str, first: dt.datetime, last: dt.datetime,
               uid: str = "block@client") -> int:
-        """Blocked time as the CalDAV side stores it (rendered like it renders it)."""
-        with self.db.sync_session(write=True) as s:
-            row = BlockedTime(company_id=self.tenant.company_id, staff_id=staff_id, uid=uid,
-                              href=f"{uid}.ics", summary="private", ical=ical_text,
-                              recurring="RRULE" in ical_text, first_occurrence=first,
-                              last_occurrence=last, etag="e1", version=1)
-            s.add(row)
-            s.flush()
-            service.render_blocked_time(s, row)
-            repo.log_change(s, self.tenant.company_id, "blocked_time.created", "blocked_time",
-                            row.id, repo.Actor("caldav", "test"), {}, staff_id=staff_id)
-            return row.id
+        return insert_blocked(self.db, self.tenant.company_id, staff_id, ical_text, first, last,
+                              uid)
+
+
+def insert_blocked(db: Database, company_id: int, staff_id: int, ical_text: str,
+                   first: dt.datetime, last: dt.datetime, uid: str = "block@client") -> int:
+    """Blocked time as the CalDAV side stores it (rendered as it renders it)."""
+    with db.sync_session(write=True) as s:
+        row = BlockedTime(company_id=company_id, staff_id=staff_id, uid=uid, href=f"{uid}.ics",
+                          summary="private", ical=ical_text, recurring="RRULE" in ical_text,
+                          first_occurrence=first, last_occurrence=last, etag="e1", version=1)
+        s.add(row)
+        s.flush()
+        service.render_blocked_time(s, row)
+        repo.log_change(s, company_id, "blocked_time.created", "blocked_time", row.id,
+                        repo.Actor("caldav", "test"), {}, staff_id=staff_id)
+        return row.id
 
 
 @pytest.fixture
