@@ -21,6 +21,7 @@ from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
 from bridge.config import Settings
 from bridge.db.engine import Database
+from bridge.dav import routes as dav_routes
 from bridge.feeds import routes as feed_routes
 from bridge.keys import DB, METRICS, SECRET, SETTINGS
 from bridge.metrics import Metrics
@@ -97,4 +98,5 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes.routes)
     feed_routes.setup(app)
+    dav_routes.setup(app)
     return app

@@ -211,8 +211,9 @@ class BlockedTime(Base):
     first_occurrence: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_occurrence: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     feed_busy: Mapped[str | None] = mapped_column(Text)
-    # Occurrences are indexed in `busy_intervals` up to this instant; None:
-    # all of them (a finite rule). Time-range queries past it parse `ical`.
+    # Occurrences are indexed in `busy_intervals` from/up to these instants;
+    # None: all of them. Time-range queries outside parse `ical` instead.
+    indexed_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     indexed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     etag: Mapped[str] = mapped_column(String(64))

@@ -288,6 +288,7 @@ def upgrade() -> None:
         sa.Column("first_occurrence", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("last_occurrence", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("feed_busy", sa.Text(), nullable=True),
+        sa.Column("indexed_from", bridge.db.models.UTCDateTime(), nullable=True),
         sa.Column("indexed_until", bridge.db.models.UTCDateTime(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("etag", sa.String(length=64), nullable=False),
