@@ -19,12 +19,15 @@ from bridge.api import routes as api_routes
 from bridge.api.auth import api_key_middleware
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
+from bridge.availability import routes as availability_routes
 from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.dav import routes as dav_routes
 from bridge.feeds import routes as feed_routes
 from bridge.keys import DB, METRICS, SECRET, SETTINGS
 from bridge.metrics import Metrics
+from bridge.sync import routes as sync_routes
+from bridge.sync.scheduler import syncer_ctx
 
 access_log = logging.getLogger("calbridge.access")
 _SECRET_PATHS = re.compile(r"^/(feeds|invite|set-password)/[^/]+")
@@ -97,6 +100,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes.routes)
+    app.router.add_routes(sync_routes.routes)
+    app.router.add_routes(availability_routes.routes)
+    app.cleanup_ctx.append(syncer_ctx)
     feed_routes.setup(app)
     dav_routes.setup(app)
     return app

@@ -8,9 +8,11 @@ from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.feeds.serve import FeedServer
 from bridge.metrics import Metrics
+from bridge.sync.scheduler import Syncer
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 METRICS = web.AppKey("metrics", Metrics)
 SECRET = web.AppKey("secret", bytes)
+SYNCER = web.AppKey("calendar_syncer", Syncer)
 FEEDS = web.AppKey("feeds", FeedServer)

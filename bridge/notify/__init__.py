@@ -1,0 +1,1 @@
+"""Outgoing notices: signed webhooks, alert emails (SMTP) and Slack messages."""
