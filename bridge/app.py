@@ -28,6 +28,7 @@ from bridge.keys import DB, METRICS, SECRET, SETTINGS
 from bridge.metrics import Metrics
 from bridge.sync import routes as sync_routes
 from bridge.sync.scheduler import syncer_ctx
+from bridge.web.routes import console_app
 
 access_log = logging.getLogger("calbridge.access")
 _SECRET_PATHS = re.compile(r"^/(feeds|invite|set-password)/[^/]+")
@@ -105,4 +106,5 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.cleanup_ctx.append(syncer_ctx)
     feed_routes.setup(app)
     dav_routes.setup(app)
+    app.add_subapp("/admin", console_app())
     return app

@@ -193,6 +193,7 @@ def _load_feature_commands() -> None:
     import bridge.sync.cli  # noqa: F401
     import bridge.dav.cli  # noqa: F401
     import bridge.feeds.cli  # noqa: F401
+    import bridge.web.cli  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
