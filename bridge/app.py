@@ -19,6 +19,7 @@ from bridge.api import routes as api_routes
 from bridge.api.auth import api_key_middleware
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
+from bridge.changes import routes as change_routes
 from bridge.availability import routes as availability_routes
 from bridge.config import Settings
 from bridge.db.engine import Database
@@ -26,6 +27,7 @@ from bridge.dav import routes as dav_routes
 from bridge.feeds import routes as feed_routes
 from bridge.keys import DB, METRICS, SECRET, SETTINGS
 from bridge.metrics import Metrics
+from bridge.notify import webhooks_routes, webhooks_worker
 from bridge.sync import routes as sync_routes
 from bridge.sync.scheduler import syncer_ctx
 from bridge.web.routes import console_app
@@ -101,6 +103,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes.routes)
+    app.router.add_routes(change_routes.routes)
+    app.router.add_routes(webhooks_routes.routes)
+    app.cleanup_ctx.append(webhooks_worker.worker_ctx)
     app.router.add_routes(sync_routes.routes)
     app.router.add_routes(availability_routes.routes)
     app.cleanup_ctx.append(syncer_ctx)

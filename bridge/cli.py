@@ -191,8 +191,10 @@ COMMANDS: list[Register] = []
 def _load_feature_commands() -> None:
     # Imported for their side effect of appending to COMMANDS.
     import bridge.sync.cli  # noqa: F401
+    import bridge.changes.cli
     import bridge.dav.cli  # noqa: F401
     import bridge.feeds.cli  # noqa: F401
+    import bridge.notify.webhooks_cli
     import bridge.web.cli  # noqa: F401
 
 

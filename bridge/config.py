@@ -112,6 +112,42 @@ class ChangesSettings:
     max_wait_seconds: int = field(
         default=30, metadata=_meta("Upper bound of ?wait= on the change feed.", min=0)
     )
+    poll_ms: int = field(
+        default=200,
+        metadata=_meta("How often a long poll and the webhook worker look at the database.", min=10),
+    )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    worker: bool = field(default=True, metadata=_meta("Run the delivery worker in each server process."))
+    timeout_seconds: float = field(
+        default=10.0, metadata=_meta("Total time allowed for one delivery request.", min=0.1)
+    )
+    max_response_bytes: int = field(
+        default=65_536, metadata=_meta("Bytes of a receiver's response read (the rest is dropped).", min=0)
+    )
+    retry_base_seconds: float = field(
+        default=5.0, metadata=_meta("First retry delay; doubles per attempt, with jitter.", min=0.01)
+    )
+    retry_max_seconds: float = field(
+        default=3600.0, metadata=_meta("Longest delay between two attempts.", min=0.01)
+    )
+    disable_after_seconds: float = field(
+        default=259_200.0,
+        metadata=_meta("An endpoint failing for this long is disabled (default 3 days).", min=0),
+    )
+    allow_networks: str = field(
+        default="",
+        metadata=_meta("Comma-separated CIDRs of private/loopback targets allowed (e.g. 127.0.0.1/32)."),
+    )
+    concurrency: int = field(
+        default=8, metadata=_meta("Endpoints one worker delivers to at the same time.", min=1)
+    )
+    secret_grace_seconds: int = field(
+        default=86_400,
+        metadata=_meta("After a rotation, the old secret also signs for this long.", min=0),
+    )
 
 
 @dataclass(frozen=True)
@@ -229,6 +265,7 @@ class Settings:
     feeds: FeedSettings = field(default_factory=FeedSettings)
     caldav: CaldavSettings = field(default_factory=CaldavSettings)
     changes: ChangesSettings = field(default_factory=ChangesSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     web: WebSettings = field(default_factory=WebSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)

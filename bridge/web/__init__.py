@@ -3,7 +3,7 @@
 `routes` (aiohttp handlers, the console sub-application), `sessions`
 (signed cookies and CSRF tokens, pure), `accounts` (admin users, sign-in
 with rate limiting: units of work), `describe` (change-log entries in human
-words), `invite` and `mailer` (the invitation email), `cli` and `demo`
+words), `invite` (the invitation email, sent by `bridge.notify.email`), `cli` and `demo`
 (the `calbridge admin` command, the demo admin). Feed links and app
 passwords are managed by calling their own services, never re-implemented.
 """

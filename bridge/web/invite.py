@@ -6,7 +6,8 @@ edit them over CalDAV. The console shows `default_text(...)` in an editable
 form; whatever the admin sends becomes the plain-text part, and the HTML
 part is made from that same text (escaped, links made clickable), so the
 two never disagree. Message format: RFC 5322 with a multipart/alternative
-body (RFC 2046 §5.1.4), plain text first. Pure: no SMTP (see `mailer`).
+body (RFC 2046 §5.1.4), plain text first. Pure: no SMTP
+(`bridge.notify.email` sends it).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ redirect URL or a cookie, and pages carry `Cache-Control: no-store`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import urllib.parse
@@ -27,12 +28,15 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from bridge.dav import passwords
 from bridge.db import repo
 from bridge.db.models import FeedLink
 from bridge.errors import BridgeError, Conflict, Forbidden, Invalid, NotFound
 from bridge.feeds import service as feeds
 from bridge.keys import DB, SECRET, SETTINGS
-from bridge.web import accounts, invite, mailer, service
+from bridge.notify import email as mail
+from bridge.sync import service as calendars
+from bridge.web import accounts, invite, service
 from bridge.web import sessions as sess
 from bridge.web.describe import SOURCE_LABELS
 
@@ -280,7 +284,7 @@ async def staff_list(request: web.Request) -> web.Response:
     group_raw = request.query.get("group", "")
     db = request.config_dict[DB]
 
-    def unit(s: Any) -> tuple[list[service.StaffRow], Any, str]:
+    def unit(s: Any) -> tuple[list[service.StaffRow], Any, str, dict[int, Any]]:
         group_id = None
         error = ""
         try:
@@ -289,13 +293,14 @@ async def staff_list(request: web.Request) -> web.Response:
                 repo.get_group(s, admin.company_id, group_id)
         except (Invalid, NotFound):
             error, group_id = "There is no such group.", None
-        return (service.staff_rows(s, admin.company_id, search=search, group_id=group_id),
-                list(service.groups(s, admin.company_id)), error)
+        rows = service.staff_rows(s, admin.company_id, search=search, group_id=group_id)
+        degraded = calendars.staff_degraded(s, [r.id for r in rows])
+        return rows, list(service.groups(s, admin.company_id)), error, degraded
 
-    rows, groups, error = await db.read(unit)
+    rows, groups, error, degraded = await db.read(unit)
     return render(request, "staff_list.html", {
         "rows": rows, "groups": groups, "q": search, "group": group_raw, "error": error,
-        "status": 200,
+        "degraded": degraded,
     }, status=404 if error else 200)
 
 
@@ -306,6 +311,11 @@ def _staff_context(s: Any, admin: accounts.AdminInfo, staff_id: int, secret: byt
              for link in feeds.list_feeds(s, admin.company_id) if link.staff_id == staff.id]
     changes = service.recent_changes(s, admin.company_id, staff_id=staff.id, limit=10)
     return {
+        "app_passwords": [passwords.app_password_json(p)
+                          for p in passwords.list_for(s, admin.company_id, staff.id)
+                          if p.revoked_at is None],
+        "calendars": [calendars.link_json(link)
+                      for link in calendars.list_links(s, admin.company_id, staff.id)],
         "staff": {"id": staff.id, "name": staff.name, "email": staff.email,
                   "timezone": staff.timezone, "active": staff.active,
                   "groups": [g.name for g in staff.groups]},
@@ -324,7 +334,7 @@ async def staff_page(request: web.Request, *, status: int = 200,
     settings = request.config_dict[SETTINGS]
     ctx = await request.config_dict[DB].read(_staff_context, admin, staff_id,
                                              request.config_dict[SECRET], settings.base_url)
-    ctx.update({"privacy_levels": PRIVACY, "form": {}, "errors": {}})
+    ctx.update({"privacy_levels": PRIVACY, "form": {}, "errors": {}, "new_password": None})
     ctx.update(extra or {})
     return render(request, "staff.html", ctx, status=status)
 
@@ -348,6 +358,48 @@ async def staff_feed_create(request: web.Request) -> web.StreamResponse:
         return await staff_page(request, status=422, extra={
             "form": payload, "errors": {exc.field: exc.message}})
     raise _redirect(f"/admin/staff/{staff_id}?done=feed-created#feeds")
+
+
+# --- app passwords ------------------------------------------------------------
+
+async def app_password_create(request: web.Request) -> web.Response:
+    """The new password is shown in this response only (not a redirect:
+    it must never travel in a URL or a cookie)."""
+    admin = request[ADMIN]
+    staff_id = _path_id(request, "staff_id")
+    form = await request.post()
+    try:
+        _, password = await request.config_dict[DB].write(
+            passwords.create, admin.company_id, staff_id, _form_str(form, "label").strip(),
+            _admin_actor(admin))
+    except Invalid as exc:
+        return await staff_page(request, status=422,
+                                extra={"errors": {"app_label": exc.message}})
+    return await staff_page(request, extra={"new_password": password})
+
+
+def _app_password(s: Any, admin: accounts.AdminInfo, staff_id: int,
+                  password_id: int) -> dict[str, Any]:
+    staff = repo.get_staff(s, admin.company_id, staff_id)
+    for row in passwords.list_for(s, admin.company_id, staff.id):
+        if row.id == password_id and row.revoked_at is None:
+            return {"password": passwords.app_password_json(row), "staff_name": staff.name}
+    raise NotFound(f"no app password {password_id}")
+
+
+async def app_password_confirm(request: web.Request) -> web.Response:
+    admin = request[ADMIN]
+    staff_id, password_id = _path_id(request, "staff_id"), _path_id(request, "pw_id")
+    ctx = await request.config_dict[DB].read(_app_password, admin, staff_id, password_id)
+    return render(request, "confirm_app_password.html", {**ctx, "staff_id": staff_id})
+
+
+async def app_password_revoke(request: web.Request) -> web.StreamResponse:
+    admin = request[ADMIN]
+    staff_id, password_id = _path_id(request, "staff_id"), _path_id(request, "pw_id")
+    await request.config_dict[DB].write(passwords.revoke, admin.company_id, staff_id,
+                                        password_id, _admin_actor(admin))
+    raise _redirect(f"/admin/staff/{staff_id}?done=app-password-revoked#app-passwords")
 
 
 # --- feed links: rotate / revoke with a confirmation ------------------------
@@ -493,11 +545,12 @@ async def invite_send(request: web.Request) -> web.StreamResponse:
     msg = invite.build_message(settings.smtp.from_address, staff["name"], staff["email"],
                                subject, body)
     try:
-        await mailer.send(settings.smtp, msg)
-    except mailer.MailError as exc:
-        log.warning("invitation to staff %s not sent: %s", staff_id, exc.message)
-        return render(request, "invite.html", {
-            **page, "errors": {"send": f"The email was not sent: {exc.message}."}}, status=502)
+        await asyncio.to_thread(mail.send_message_sync, settings.smtp, msg)
+    except mail.EmailError as exc:
+        log.warning("invitation to staff %s not sent: %s", staff_id, exc)
+        return render(request, "invite.html", {**page, "errors": {
+            "send": f"The email was not sent ({exc}). Check [smtp] in the configuration."}},
+            status=502)
     await db.write(service.log_invitation, admin.company_id, staff_id, admin.email, subject)
     raise _redirect(f"/admin/staff/{staff_id}?done=invited")
 
@@ -546,6 +599,9 @@ def console_app() -> web.Application:
     r.add_get("/staff", staff_list)
     r.add_get("/staff/{staff_id}", staff_page)
     r.add_post("/staff/{staff_id}/feeds", staff_feed_create)
+    r.add_post("/staff/{staff_id}/app-passwords", app_password_create)
+    r.add_get("/staff/{staff_id}/app-passwords/{pw_id}/revoke", app_password_confirm)
+    r.add_post("/staff/{staff_id}/app-passwords/{pw_id}/revoke", app_password_revoke)
     r.add_get("/staff/{staff_id}/invite", invite_form)
     r.add_post("/staff/{staff_id}/invite", invite_send)
     r.add_get("/feeds/{feed_id}/{action:rotate|revoke}", feed_confirm)

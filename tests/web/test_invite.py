@@ -105,6 +105,6 @@ async def test_an_unreachable_mail_server_is_reported_and_nothing_logged(
                                {"subject": "Hi", "body": "Hello"})
     assert response.status == 502
     page = await response.text()
-    assert "The email was not sent: could not send through 127.0.0.1:" in page
-    assert "check [smtp] in the configuration" in page
+    assert "The email was not sent (cannot send email via 127.0.0.1:" in page
+    assert "Check [smtp] in the configuration." in page
     assert count_rows(db, "change_log") == before
