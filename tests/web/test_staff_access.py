@@ -14,10 +14,10 @@ from sqlalchemy import update
 
 from bridge.app import create_app
 from bridge.config import Settings
+from bridge.dav import passwords
 from bridge.db import repo
 from bridge.db.engine import Database
 from bridge.db.models import CalendarLink
-from bridge.dav import passwords
 from bridge.sync import service as calendars
 from tests.conftest import Tenant, count_rows
 from tests.web.conftest import Admin, add_staff, csrf_of, post_form, sign_in
