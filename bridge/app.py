@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from bridge.api import routes as api_routes
 from bridge.api.auth import api_key_middleware
+from bridge.api.http import conditional_get_middleware
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
 from bridge.changes import routes as change_routes
@@ -75,7 +77,7 @@ async def healthz(request: web.Request) -> web.Response:
         await request.app[DB].ping()
     except Exception as exc:  # the database is down: say so, do not crash
         return web.json_response({"status": "fail", "database": type(exc).__name__}, status=503)
-    return web.json_response({"status": "ok", "database": "ok"})
+    return web.json_response({"status": "ok", "database": "ok", "worker": os.getpid()})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -87,7 +89,8 @@ async def metrics(request: web.Request) -> web.Response:
 def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[observe_middleware, error_middleware, api_key_middleware],
+        middlewares=[observe_middleware, error_middleware, api_key_middleware,
+                     conditional_get_middleware],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

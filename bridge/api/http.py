@@ -4,7 +4,9 @@ JSON bodies, query parameters, ETag headers and preconditions."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,11 +32,32 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 def json_response(data: Any, *, status: int = 200, etag: str | None = None,
                   headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response with an ETag: the resource's own, or for a 200 read
+    without one (lists), a hash of the body, so every read can be revalidated."""
     hdrs = dict(headers or {})
+    text = json.dumps(data)
+    if etag is None and status == 200:
+        etag = hashlib.sha256(text.encode()).hexdigest()[:32]
     if etag is not None:
         hdrs["ETag"] = f'"{etag}"'
-    return web.Response(status=status, text=json.dumps(data), content_type="application/json",
-                        headers=hdrs)
+    return web.Response(status=status, text=text, content_type="application/json", headers=hdrs)
+
+
+@web.middleware
+async def conditional_get_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """RFC 9110 §13.1.2: a GET whose If-None-Match names the current ETag gets 304."""
+    response = await handler(request)
+    inm = request.headers.get("If-None-Match")
+    if (inm is None or request.method not in ("GET", "HEAD") or response.status != 200
+            or not request.path.startswith("/api/")):
+        return response
+    etag = response.headers.get("ETag")
+    tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+    if etag is not None and (etag in tags or "*" in tags):
+        return web.Response(status=304, headers={"ETag": etag})
+    return response
 
 
 def if_match(request: web.Request) -> str | None:

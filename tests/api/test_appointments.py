@@ -222,3 +222,21 @@ async def test_change_log_records_every_mutation_in_the_same_transaction(
         assert moved.data["after"]["start"] == "2026-05-04T10:00:00+02:00"
         seqs = [e.seq for e in entries]
         assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+async def test_every_read_has_an_etag_and_revalidates(client: Any, tenant: Tenant,
+                                                      staff_id: int) -> None:
+    _, appt = await create(client, tenant, staff_id=staff_id, **SLOT)
+    for path in (f"/api/v1/appointments/{appt['id']}", "/api/v1/appointments", "/api/v1/staff",
+                 f"/api/v1/staff/{staff_id}", "/api/v1/groups"):
+        resp = await client.get(path, headers=tenant.headers)
+        etag = resp.headers["ETag"]
+        assert etag.startswith('"')
+        resp = await client.get(path, headers={**tenant.headers, "If-None-Match": etag})
+        assert resp.status == 304, path
+        assert await resp.read() == b""
+    resp = await client.get("/api/v1/appointments", headers=tenant.headers)
+    listed = resp.headers["ETag"]
+    await client.patch(f"/api/v1/appointments/{appt['id']}", json={"notes": "n"}, headers=tenant.headers)
+    resp = await client.get("/api/v1/appointments", headers={**tenant.headers, "If-None-Match": listed})
+    assert resp.status == 200
