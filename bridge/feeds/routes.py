@@ -24,12 +24,7 @@ from bridge.keys import DB, FEEDS, SECRET, SETTINGS
 
 routes = web.RouteTableDef()
 MAX_QUERY = 1024
-_BASE_HEADERS = {
-    "Cache-Control": "private, no-cache",
-    "Vary": "Accept-Encoding",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+CALENDAR = "text/calendar; charset=utf-8"
 
 
 def _not_found() -> web.Response:
@@ -58,18 +53,18 @@ def _accepts_gzip(request: web.Request) -> bool:
 
 
 def _not_modified(request: web.Request, feed: CachedFeed) -> bool:
+    """RFC 9110 §13.1.2 and §13.1.3; If-None-Match wins over If-Modified-Since."""
     inm = request.headers.get("If-None-Match")
-    if inm is not None:  # RFC 9110 §13.2.2: If-Modified-Since is then ignored
+    if inm is not None:
+        if inm == feed.feed.etag or inm == feed.gzip_etag:  # the common case: one tag
+            return True
         if inm.strip() == "*":
             return True
-        etag = feed.feed.etag
-        gz = etag[:-1] + '-gz"'
-        return any(t.strip().removeprefix("W/") in (etag, gz) for t in inm.split(","))
-    ims = request.headers.get("If-Modified-Since")
-    if ims is not None:
+        return any(t.strip().removeprefix("W/") in (feed.feed.etag, feed.gzip_etag)
+                   for t in inm.split(","))
+    if "If-Modified-Since" in request.headers:
         since = request.if_modified_since
-        last = feed.feed.modified
-        return since is not None and last <= since
+        return since is not None and feed.feed.modified <= since
     return False
 
 
@@ -77,22 +72,21 @@ def _not_modified(request: web.Request, feed: CachedFeed) -> bool:
 async def get_feed(request: web.Request) -> web.StreamResponse:
     if len(request.query_string) > MAX_QUERY:
         return web.Response(status=414, text="Query string too long\n")
-    feed = await request.app[FEEDS].lookup(request.match_info["token"])
+    feeds = request.app[FEEDS]
+    feed = await feeds.lookup(request.match_info["token"])
     if feed is None:
         return _not_found()
     gz = _accepts_gzip(request)
-    headers = dict(_BASE_HEADERS)
-    headers["ETag"] = feed.feed.etag[:-1] + '-gz"' if gz else feed.feed.etag
-    headers["Last-Modified"] = feed.feed.last_modified
+    headers = feed.headers_gzip if gz else feed.headers_plain
     if _not_modified(request, feed):
         return web.Response(status=304, headers=headers)
     if gz:
-        headers["Content-Encoding"] = "gzip"
-        body = await request.app[FEEDS].gzip_body(feed)
-    else:
-        body = feed.feed.body
-    headers["Content-Type"] = "text/calendar; charset=utf-8"
-    return web.Response(body=body, headers=headers)
+        response = web.Response(body=await feeds.gzip_body(feed), headers=headers,
+                                content_type="text/calendar", charset="utf-8")
+        response.headers["Content-Encoding"] = "gzip"
+        return response
+    return web.Response(body=feed.feed.body, headers=headers, content_type="text/calendar",
+                        charset="utf-8")
 
 
 # --- API ------------------------------------------------------------------------------------

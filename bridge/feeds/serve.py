@@ -41,6 +41,16 @@ _RESOLVE_SQL = (
 )
 
 
+# Headers of every feed response (RFC 9111 §5.2.2.4 no-cache: revalidate each time,
+# cheap with 304; private: the URL is a secret).
+BASE_HEADERS = {
+    "Cache-Control": "private, no-cache",
+    "Vary": "Accept-Encoding",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 @dataclass
 class CachedFeed:
     """One assembled feed with the headers every response of it carries."""
@@ -48,6 +58,16 @@ class CachedFeed:
     key: tuple[Any, ...]
     feed: FeedBody
     _gzip: bytes | None = field(default=None, repr=False)
+    gzip_etag: str = field(init=False)
+    headers_plain: dict[str, str] = field(init=False, repr=False)
+    headers_gzip: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # A strong ETag names one representation: the gzip one gets its own.
+        self.gzip_etag = self.feed.etag[:-1] + '-gz"'
+        common = {**BASE_HEADERS, "Last-Modified": self.feed.last_modified}
+        self.headers_plain = {**common, "ETag": self.feed.etag}
+        self.headers_gzip = {**common, "ETag": self.gzip_etag}
 
     @property
     def size(self) -> int:

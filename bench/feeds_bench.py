@@ -1,0 +1,475 @@
+"""Feed benchmark (issue 3): what a feed request and a feed render cost.
+
+In one run, for a staff feed of 2,000 appointments and a company feed of
+20,000 (full privacy, the largest texts):
+
+- HTTP: 200 responses/s, 304 responses/s and p50/p99 latency under
+  concurrent clients, for calbridge (`calbridge serve`'s worker: the whole
+  middleware stack, access log on) and for a bare aiohttp handler returning
+  the same bytes from memory (the floor for this stack); prints the ratio.
+  Load comes from `wrk` when installed (apt-get install wrk), else from an
+  aiohttp client (which then limits what is measured; the ratio still holds).
+- Render: a cold render (no feed in memory: the VEVENT texts are read from
+  the database and assembled), a render from nothing (every VEVENT rendered
+  again), and the render after one appointment changed (the write, which
+  renders that appointment, plus the next feed assembly), against building
+  the same events with `icalendar` and `Calendar.to_ical()` from scratch.
+- Peak memory of the server worker (VmHWM) and of this process.
+
+    .venv/bin/python bench/feeds_bench.py [--db postgresql] [--seconds 5] [--quick]
+
+Prints a table and writes bench/results/feeds.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-secret-" + "x" * 40
+SERVERS = ("calbridge", "calbridge-nolog", "bare")
+LOG = subprocess.DEVNULL if os.environ.get("BENCH_SERVER_LOG") != "1" else None
+HEADERS = {"Content-Type": "text/calendar; charset=utf-8"}
+
+
+# --- servers (run as subprocesses of this script) --------------------------------------
+
+def serve_calbridge(db_url: str, port: int, access_log: bool) -> None:
+    from bridge.config import load_settings
+    from bridge.server import run_worker
+
+    settings = load_settings(None, {
+        "CALBRIDGE_DATABASE_URL": db_url, "CALBRIDGE_SECURITY_SECRET_KEY": SECRET,
+        "CALBRIDGE_SERVER_PORT": str(port), "CALBRIDGE_FEEDS_WARN_BYTES": str(10**9),
+        "CALBRIDGE_SERVER_ACCESS_LOG": "true" if access_log else "false",
+    })
+    run_worker(settings, reuse_port=False)
+
+
+def serve_bare(files: list[str], port: int) -> None:
+    """The floor: a handler returning bytes from memory (with the same ETag,
+    answering 304 the same way)."""
+    from aiohttp import web
+
+    bodies = {}
+    for i, name in enumerate(files):
+        data = Path(name).read_bytes()
+        etag = Path(name + ".etag").read_text()
+        bodies[str(i)] = (data, etag)
+
+    async def handler(request: web.Request) -> web.Response:
+        data, etag = bodies[request.match_info["n"]]
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=data, headers={**HEADERS, "ETag": etag})
+
+    app = web.Application()
+    app.router.add_get("/bare/{n}.ics", handler)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, __file__, *args, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=LOG, cwd=ROOT)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server {args} did not start")
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- load ---------------------------------------------------------------------------
+
+def _ms(value: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    assert m, value
+    n = float(m.group(1))
+    return {"us": n / 1000, "ms": n, "s": n * 1000}[m.group(2)]
+
+
+def load_wrk(url: str, seconds: int, conns: int, etag: str | None) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", url]
+    if etag:
+        cmd[1:1] = ["-H", f"If-None-Match: {etag}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx or 3xx" in out:
+        raise RuntimeError(f"errors under load:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    dist = out.split("Latency Distribution", 1)[1]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", dist, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", dist, re.M).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+
+
+async def _load_aiohttp(url: str, seconds: int, conns: int, etag: str | None) -> dict[str, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    headers = {"If-None-Match": etag} if etag else {}
+    expect = 304 if etag else 200
+    stop = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            async with session.get(url, headers=headers) as resp:
+                await resp.read()
+                assert resp.status == expect, resp.status
+            latencies.append(time.perf_counter() - t)
+
+    connector = aiohttp.TCPConnector(limit=conns)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                     skip_auto_headers=("Accept-Encoding",)) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(conns)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000}
+
+
+def load(url: str, seconds: int, conns: int, etag: str | None) -> dict[str, float]:
+    if shutil.which("wrk"):
+        return load_wrk(url, seconds, conns, etag)
+    return asyncio.run(_load_aiohttp(url, seconds, conns, etag))
+
+
+# --- data -----------------------------------------------------------------------------
+
+def seed(db_url: str, staff_events: int, company_events: int) -> dict[str, Any]:
+    import random
+    from zoneinfo import ZoneInfo
+
+    from bridge.config import load_settings
+    from bridge.db import repo
+    from bridge.db.engine import Database
+    from bridge.db.migrate import upgrade
+    from bridge.feeds import service
+
+    upgrade(db_url)
+    settings = load_settings(None, {"CALBRIDGE_DATABASE_URL": db_url,
+                                    "CALBRIDGE_SECURITY_SECRET_KEY": SECRET})
+    db = Database(settings.database)
+    actor = repo.Actor("admin", "bench")
+    rng = random.Random(3)
+    today = dt.datetime.now(dt.UTC).date()
+    zones = ["Europe/Paris", "America/New_York", "Europe/London", "Asia/Tokyo", "Australia/Sydney"]
+    began = time.perf_counter()
+    with db.sync_session(write=True) as s:
+        company = repo.create_company(s, "bench", "Bench Clinic", "Europe/Paris", actor)
+        n_staff = max(1, company_events // staff_events)
+        staff = [repo.create_staff(s, company.id, {
+            "email": f"staff{i}@bench.example", "name": f"Staff Mëmber {i}",
+            "timezone": zones[i % len(zones)]}, actor) for i in range(n_staff)]
+        first_id = 0
+        for i, person in enumerate(staff):
+            tz = ZoneInfo(person.timezone)
+            for n in range(staff_events):
+                day = today + dt.timedelta(days=rng.randint(-59, 399))
+                start = dt.datetime.combine(day, dt.time(rng.randint(8, 17), rng.choice((0, 30))),
+                                            tz)
+                appt = repo.create_appointment(s, company.id, {
+                    "staff_id": person.id, "start": start.isoformat(),
+                    "end": (start + dt.timedelta(minutes=45)).isoformat(),
+                    "service_name": rng.choice(["Consultation", "Follow-up, 30 min",
+                                                "Cleaning; full", "Röntgen review"]),
+                    "customer_name": f"Customer {i}-{n} Ångström",
+                    "customer_email": f"c{i}x{n}@customer.example",
+                    "customer_phone": "+33 6 12 34 56 78",
+                    "location": f"Room {n % 9}, 2nd floor",
+                    "notes": "Bring the referral letter; allergic to latex" if n % 4 == 0 else "",
+                }, actor)
+                if i == 0 and n == 0:
+                    first_id = appt.id
+        staff_link = service.create_feed(s, company.id, {"staff_id": staff[0].id},
+                                         settings.secret(), actor)
+        company_link = service.create_feed(s, company.id, {"scope": "company"},
+                                           settings.secret(), actor)
+        out = {
+            "company_id": company.id,
+            "first_appointment": first_id,
+            "staff": (staff_link.id, service.token_of(staff_link, settings.secret())),
+            "company": (company_link.id, service.token_of(company_link, settings.secret())),
+        }
+    out["seed_seconds"] = time.perf_counter() - began
+    db.sync_engine.dispose()
+    return out
+
+
+def render_figures(db_url: str, data: dict[str, Any], repeat: int) -> dict[str, Any]:
+    import icalendar
+    from sqlalchemy import select
+
+    from bridge.config import load_settings
+    from bridge.db import repo
+    from bridge.db.engine import Database
+    from bridge.db.models import Appointment, FeedLink, Staff
+    from bridge.domain import ical
+    from bridge.domain.appointments import summary_for
+    from bridge.feeds import service
+
+    settings = load_settings(None, {"CALBRIDGE_DATABASE_URL": db_url,
+                                    "CALBRIDGE_SECURITY_SECRET_KEY": SECRET})
+    db = Database(settings.database)
+    fs = settings.feeds
+    today = dt.datetime.now(dt.UTC).date()
+    kw = {"today": today, "days_back": fs.window_days_back, "days_ahead": fs.window_days_ahead,
+          "refresh_minutes": fs.refresh_minutes, "warn_bytes": 10**9}
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    def measure(name: str, link_id: int) -> dict[str, Any]:
+
+        def cold() -> Any:
+            with db.sync_session() as s:
+                return service.build_feed(s, link_id, **kw)
+
+        body = cold()
+
+        def rows() -> list[tuple[Appointment, str]]:
+            with db.sync_session() as s:
+                link = s.get(FeedLink, link_id)
+                assert link is not None
+                start, end = service.window(today, fs.window_days_back, fs.window_days_ahead)
+                q = (select(Appointment, Staff.name).join(Staff, Staff.id == Appointment.staff_id)
+                     .where(Appointment.company_id == link.company_id,
+                            Appointment.status != "cancelled",
+                            Appointment.last_occurrence > start,
+                            Appointment.first_occurrence < end)
+                     .order_by(Appointment.first_occurrence, Appointment.id))
+                if link.scope == "staff":
+                    q = q.where(Appointment.staff_id == link.staff_id)
+                return [(a, n) for a, n in s.execute(q)]
+
+        def from_nothing() -> bytes:
+            texts, zones = [], set()
+            for appt, staff_name in rows():
+                text = ical.render_appointment(appt, "full")
+                texts.append(ical.with_staff_name(text, staff_name) if name == "company" else text)
+                zones.add(appt.timezone)
+            return ical.assemble_feed(ical.FeedHeader("x", "Europe/Paris"), texts, zones).encode()
+
+        def with_icalendar() -> bytes:
+            cal = icalendar.Calendar()
+            cal.add("prodid", ical.PRODID)
+            cal.add("version", "2.0")
+            cal.add("method", "PUBLISH")
+            cal.add("x-wr-calname", "x")
+            for appt, staff_name in rows():
+                ev = icalendar.Event()
+                ev.add("uid", appt.uid)
+                ev.add("dtstamp", appt.updated_at)
+                assert appt.start_at and appt.end_at
+                tz = ical.ZoneInfo(appt.timezone)
+                ev.add("dtstart", appt.start_at.astimezone(tz))
+                ev.add("dtend", appt.end_at.astimezone(tz))
+                ev.add("sequence", appt.sequence)
+                ev.add("created", appt.created_at)
+                ev.add("last-modified", appt.updated_at)
+                ev.add("status", "CONFIRMED")
+                ev.add("location", appt.location)
+                ev.add("description", f"Customer: {appt.customer_name}\nEmail: "
+                                      f"{appt.customer_email}\n{appt.notes}")
+                summary = summary_for(appt)
+                ev.add("summary", f"{staff_name}: {summary}" if name == "company" else summary)
+                cal.add_component(ev)
+            cal.add_missing_timezones()
+            return cal.to_ical()
+
+        def change_then_build() -> Any:
+            with db.sync_session(write=True) as s:
+                appt = s.get(Appointment, data["first_appointment"])
+                assert appt is not None
+                repo.update_appointment(s, data["company_id"], appt.id, {
+                    "location": "Room " + str(time.perf_counter_ns())}, repo.Actor("api", "bench"))
+            return cold()
+
+        return {
+            "events": body.events,
+            "bytes": len(body.body),
+            "cold_assemble_s": best(cold),
+            "render_from_nothing_s": best(from_nothing),
+            "after_one_change_s": best(change_then_build),
+            "icalendar_to_ical_s": best(with_icalendar),
+        }
+
+    results = {name: measure(name, data[name][0]) for name in ("staff", "company")}
+    db.sync_engine.dispose()
+    return results
+
+
+# --- main -----------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--staff-events", type=int, default=2000)
+    parser.add_argument("--company-events", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small data, short runs (a smoke test)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved runs per figure; the best counts (a busy machine)")
+    parser.add_argument("--serve", choices=("calbridge", "calbridge-nolog", "bare"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve in ("calbridge", "calbridge-nolog"):
+        return serve_calbridge(args.url, args.port, args.serve == "calbridge")
+    if args.serve == "bare":
+        return serve_bare(args.files, args.port)
+    if args.quick:
+        args.staff_events, args.company_events, args.seconds, args.repeat = 200, 1000, 1, 1
+        args.rounds = 1
+
+    tmp = Path(tempfile.mkdtemp(prefix="feeds-bench-"))
+    pg_name = None
+    if args.db == "sqlite":
+        db_url = f"sqlite:///{tmp}/bench.db"
+    else:
+        import psycopg
+
+        pg_name = f"calbridge_bench_{os.getpid()}"
+        with psycopg.connect(args.pg_admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{pg_name}"')
+        db_url = args.pg_admin.rsplit("/", 1)[0] + "/" + pg_name
+    try:
+        run(args, db_url, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect(args.pg_admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+
+def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
+    import urllib.request
+
+    print(f"seeding {args.company_events} appointments ({args.db}) ...", flush=True)
+    data = seed(db_url, args.staff_events, args.company_events)
+    print(f"  seeded in {data['seed_seconds']:.1f} s (each write renders its VEVENT texts)")
+    render = render_figures(db_url, data, args.repeat)
+
+    ports = {name: free_port() for name in SERVERS}
+    servers = {"calbridge": start(["--serve", "calbridge", "--url", db_url], ports["calbridge"])}
+    files, etags, urls = [], {}, {}
+    http: dict[str, Any] = {"staff": {}, "company": {}}
+    try:
+        for i, name in enumerate(("staff", "company")):
+            url = f"http://127.0.0.1:{ports['calbridge']}/feeds/{data[name][1]}.ics"
+            with urllib.request.urlopen(url) as resp:
+                body, etag = resp.read(), resp.headers["ETag"]
+            file = tmp / f"{name}.ics"
+            file.write_bytes(body)
+            Path(str(file) + ".etag").write_text(etag)
+            files.append(str(file))
+            etags[name] = etag
+            urls[name] = {
+                "calbridge": url,
+                "calbridge-nolog": url.replace(str(ports["calbridge"]),
+                                               str(ports["calbridge-nolog"])),
+                "bare": f"http://127.0.0.1:{ports['bare']}/bare/{i}.ics",
+            }
+        servers["calbridge-nolog"] = start(["--serve", "calbridge-nolog", "--url", db_url],
+                                           ports["calbridge-nolog"])
+        servers["bare"] = start(["--serve", "bare", "--files", *files], ports["bare"])
+        # Interleaved rounds, best of each: other load on the machine hits all alike.
+        for name in ("staff", "company"):
+            for kind in ("200", "304"):
+                for _round in range(args.rounds):
+                    for server in SERVERS:
+                        got = load(urls[name][server], args.seconds, args.connections,
+                                   etags[name] if kind == "304" else None)
+                        key = f"{server}_{kind}"
+                        if key not in http[name] or got["rps"] > http[name][key]["rps"]:
+                            http[name][key] = got
+        server_mb = vm_hwm_mb(servers["calbridge"].pid)
+        bare_mb = vm_hwm_mb(servers["bare"].pid)
+    finally:
+        for proc in servers.values():
+            proc.terminate()
+            proc.wait()
+
+    own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    loader = "wrk -t1" if shutil.which("wrk") else "aiohttp client"
+    print(f"\nHTTP ({args.db}, {args.connections} connections, {args.seconds} s each, load: "
+          f"{loader})")
+    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'bare':>9}{'ratio':>7}"
+          f"{'no-log ratio':>13}{'p50 ms':>17}{'p99 ms':>17}")
+    for name in ("staff", "company"):
+        for kind in ("200", "304"):
+            c, n, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
+            print(f"{name:<9}{kind:<5}{c['rps']:>10,.0f}{n['rps']:>9,.0f}{b['rps']:>9,.0f}"
+                  f"{c['rps'] / b['rps']:>7.2f}{n['rps'] / b['rps']:>13.2f}"
+                  f"{c['p50_ms']:>6.2f}/{n['p50_ms']:.2f}/{b['p50_ms']:<5.2f}"
+                  f"{c['p99_ms']:>6.2f}/{n['p99_ms']:.2f}/{b['p99_ms']:<5.2f}")
+    print("  req/s; latency columns: calbridge/no log/bare; 'no log': access log turned off")
+    print("\nRender (best of", args.repeat, ")")
+    print(f"{'feed':<9}{'events':>7}{'size':>9}{'cold':>9}{'from nothing':>14}"
+          f"{'after 1 change':>16}{'icalendar':>11}{'speed-up':>10}")
+    for name in ("staff", "company"):
+        r = render[name]
+        print(f"{name:<9}{r['events']:>7}{r['bytes'] / 1e6:>8.2f}M"
+              f"{r['cold_assemble_s'] * 1000:>7.0f}ms{r['render_from_nothing_s'] * 1000:>12.0f}ms"
+              f"{r['after_one_change_s'] * 1000:>14.0f}ms{r['icalendar_to_ical_s'] * 1000:>9.0f}ms"
+              f"{r['icalendar_to_ical_s'] / r['after_one_change_s']:>9.1f}x")
+    print(f"\nPeak memory: calbridge worker {server_mb:.0f} MB, bare handler {bare_mb:.0f} MB, "
+          f"this process (seeding, rendering) {own_mb:.0f} MB")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"feeds-{args.db}.json").write_text(json.dumps({
+        "db": args.db, "connections": args.connections, "seconds": args.seconds, "load": loader,
+        "http": http, "render": render, "seed_seconds": data["seed_seconds"],
+        "peak_mb": {"calbridge_worker": server_mb, "bare": bare_mb, "bench": own_mb},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
