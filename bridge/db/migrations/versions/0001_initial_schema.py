@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:28:44.833846
+Create Date: 2026-11-22 02:38:59.158525
 """
 
 from __future__ import annotations
@@ -53,9 +53,7 @@ def upgrade() -> None:
     op.create_table(
         "admin_users",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
@@ -75,9 +73,7 @@ def upgrade() -> None:
     op.create_table(
         "api_keys",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("prefix", sa.String(length=32), nullable=False),
         sa.Column("key_hash", sa.String(length=128), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
@@ -99,9 +95,7 @@ def upgrade() -> None:
     op.create_table(
         "change_log",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("entity", sa.String(length=32), nullable=False),
@@ -128,19 +122,14 @@ def upgrade() -> None:
     op.create_table(
         "groups",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("slug", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("updated_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["company_id"],
-            ["companies.id"],
-            name=op.f("fk_groups_company_id_companies"),
-            ondelete="CASCADE",
+            ["company_id"], ["companies.id"], name=op.f("fk_groups_company_id_companies"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_groups")),
         sa.UniqueConstraint("company_id", "slug", name=op.f("uq_groups_company_id_slug")),
@@ -151,9 +140,7 @@ def upgrade() -> None:
     op.create_table(
         "staff",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
@@ -162,10 +149,7 @@ def upgrade() -> None:
         sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("updated_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["company_id"],
-            ["companies.id"],
-            name=op.f("fk_staff_company_id_companies"),
-            ondelete="CASCADE",
+            ["company_id"], ["companies.id"], name=op.f("fk_staff_company_id_companies"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_staff")),
         sa.UniqueConstraint("email", name=op.f("uq_staff_email")),
@@ -174,11 +158,41 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_staff_company_id"), ["company_id"], unique=False)
 
     op.create_table(
+        "webhook_endpoints",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("url", sa.String(length=2000), nullable=False),
+        sa.Column("description", sa.String(length=200), nullable=False),
+        sa.Column("event_types", sa.JSON(), nullable=False),
+        sa.Column("secret_salt", sa.String(length=64), nullable=False),
+        sa.Column("previous_secret_salt", sa.String(length=64), nullable=True),
+        sa.Column("previous_secret_until", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("disabled_reason", sa.String(length=500), nullable=False),
+        sa.Column("disabled_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("enqueued_seq", sa.BigInteger(), nullable=False),
+        sa.Column("failing_since", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["company_id"],
+            ["companies.id"],
+            name=op.f("fk_webhook_endpoints_company_id_companies"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+    )
+    with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhook_endpoints_company_id"), ["company_id"], unique=False)
+
+    op.create_table(
         "app_passwords",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
@@ -192,10 +206,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_app_passwords_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_app_passwords_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_app_passwords")),
     )
@@ -205,9 +216,7 @@ def upgrade() -> None:
     op.create_table(
         "appointments",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("uid", sa.String(length=255), nullable=False),
         sa.Column("href", sa.String(length=255), nullable=False),
@@ -249,36 +258,23 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_appointments_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_appointments_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_appointments")),
-        sa.UniqueConstraint(
-            "company_id", "external_id", name=op.f("uq_appointments_company_id_external_id")
-        ),
+        sa.UniqueConstraint("company_id", "external_id", name=op.f("uq_appointments_company_id_external_id")),
         sa.UniqueConstraint("uid", name=op.f("uq_appointments_uid")),
     )
     with op.batch_alter_table("appointments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_appointments_company_id"), ["company_id"], unique=False)
+        batch_op.create_index("ix_appointments_company_updated", ["company_id", "updated_at"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_appointments_company_id"), ["company_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_appointments_company_updated", ["company_id", "updated_at"], unique=False
-        )
-        batch_op.create_index(
-            "ix_appointments_staff_range",
-            ["staff_id", "first_occurrence", "last_occurrence"],
-            unique=False,
+            "ix_appointments_staff_range", ["staff_id", "first_occurrence", "last_occurrence"], unique=False
         )
 
     op.create_table(
         "blocked_times",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("uid", sa.String(length=255), nullable=False),
         sa.Column("href", sa.String(length=255), nullable=False),
@@ -302,31 +298,22 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_blocked_times_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_blocked_times_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_blocked_times")),
         sa.UniqueConstraint("staff_id", "href", name=op.f("uq_blocked_times_staff_id_href")),
         sa.UniqueConstraint("staff_id", "uid", name=op.f("uq_blocked_times_staff_id_uid")),
     )
     with op.batch_alter_table("blocked_times", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_blocked_times_company_id"), ["company_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_blocked_times_company_id"), ["company_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_blocked_times_staff_range",
-            ["staff_id", "first_occurrence", "last_occurrence"],
-            unique=False,
+            "ix_blocked_times_staff_range", ["staff_id", "first_occurrence", "last_occurrence"], unique=False
         )
 
     op.create_table(
         "calendar_links",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
@@ -367,26 +354,19 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_calendar_links_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_calendar_links_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_calendar_links")),
     )
     with op.batch_alter_table("calendar_links", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_calendar_links_company_id"), ["company_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_calendar_links_company_id"), ["company_id"], unique=False)
         batch_op.create_index("ix_calendar_links_due", ["enabled", "next_poll_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_calendar_links_staff_id"), ["staff_id"], unique=False)
 
     op.create_table(
         "feed_links",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("group_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -405,16 +385,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["group_id"],
-            ["groups.id"],
-            name=op.f("fk_feed_links_group_id_groups"),
-            ondelete="CASCADE",
+            ["group_id"], ["groups.id"], name=op.f("fk_feed_links_group_id_groups"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_feed_links_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_feed_links_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feed_links")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_feed_links_token_hash")),
@@ -427,16 +401,10 @@ def upgrade() -> None:
         sa.Column("group_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("staff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["group_id"],
-            ["groups.id"],
-            name=op.f("fk_group_members_group_id_groups"),
-            ondelete="CASCADE",
+            ["group_id"], ["groups.id"], name=op.f("fk_group_members_group_id_groups"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_group_members_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_group_members_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("group_id", "staff_id", name=op.f("pk_group_members")),
     )
@@ -444,11 +412,40 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_group_members_staff_id"), ["staff_id"], unique=False)
 
     op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("endpoint_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("company_id", sa.BigInteger(), nullable=False),
+        sa.Column("message_id", sa.String(length=64), nullable=False),
+        sa.Column("event_type", sa.String(length=64), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=False),
+        sa.Column("created_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("last_attempt_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.Column("delivered_at", bridge.db.models.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["webhook_endpoints.id"],
+            name=op.f("fk_webhook_deliveries_endpoint_id_webhook_endpoints"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+    )
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhook_deliveries_company_id"), ["company_id"], unique=False)
+        batch_op.create_index(
+            "ix_webhook_deliveries_endpoint_status", ["endpoint_id", "status", "id"], unique=False
+        )
+
+    op.create_table(
         "busy_intervals",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "blocked_time_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("blocked_time_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("staff_id", sa.BigInteger(), nullable=False),
         sa.Column("start_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("end_at", bridge.db.models.UTCDateTime(), nullable=False),
@@ -471,9 +468,7 @@ def upgrade() -> None:
     op.create_table(
         "calendar_pushes",
         sa.Column("link_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "appointment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("appointment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("href", sa.String(length=1000), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("remote_etag", sa.String(length=255), nullable=False),
@@ -518,11 +513,36 @@ def upgrade() -> None:
             "ix_external_busy_staff_range", ["staff_id", "start_at", "end_at"], unique=False
         )
 
+    op.create_table(
+        "webhook_attempts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("delivery_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("endpoint_id", sa.BigInteger(), nullable=False),
+        sa.Column("started_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=False),
+        sa.Column("response_excerpt", sa.String(length=500), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["webhook_deliveries.id"],
+            name=op.f("fk_webhook_attempts_delivery_id_webhook_deliveries"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_attempts")),
+    )
+    with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhook_attempts_delivery_id"), ["delivery_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_attempts_delivery_id"))
+
+    op.drop_table("webhook_attempts")
     with op.batch_alter_table("external_busy", schema=None) as batch_op:
         batch_op.drop_index("ix_external_busy_staff_range")
         batch_op.drop_index(batch_op.f("ix_external_busy_link_id"))
@@ -537,6 +557,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_busy_intervals_blocked_time_id"))
 
     op.drop_table("busy_intervals")
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_endpoint_status")
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_company_id"))
+
+    op.drop_table("webhook_deliveries")
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_group_members_staff_id"))
 
@@ -566,6 +591,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_app_passwords_staff_id"))
 
     op.drop_table("app_passwords")
+    with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_endpoints_company_id"))
+
+    op.drop_table("webhook_endpoints")
     with op.batch_alter_table("staff", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_staff_company_id"))
 
