@@ -85,42 +85,50 @@ def _event_end(event: icalendar.Event, start: dt.date | dt.datetime) -> dt.date 
 def expand(calendars: Sequence[icalendar.Calendar], start: dt.datetime, end: dt.datetime,
            options: ExpandOptions) -> Expansion:
     """Busy intervals (UTC, unmerged) of every VEVENT occurrence overlapping
-    [start, end), at most `max_occurrences` of them. A calendar that cannot
-    be expanded whole is expanded event by event (grouped by UID), and the
-    events that still fail are skipped and counted: one broken event in a
-    real-world feed must not hide the others."""
+    [start, end), at most `max_occurrences` of them: occurrences are drawn
+    lazily in time order, so an endless rule costs only what the cap allows.
+    A calendar that cannot be expanded whole is expanded event by event
+    (grouped by UID); events that still fail are skipped and counted: one
+    broken event in a real-world feed must not hide the others."""
     tz = ZoneInfo(options.timezone)
     out: list[Interval] = []
     events = skipped = 0
+    budget = options.max_occurrences
     for cal in calendars:
         events += sum(1 for _ in cal.walk("VEVENT"))
         try:
-            occurrences = list(recurring_ical_events.of(cal, skip_bad_series=True)
-                               .between(start, end))
+            parts = [list(_occurrences(cal, start, end, tz, budget))]
         except _EXPAND_ERRORS:
-            occurrences = []
+            parts = []
             for part in _split_by_uid(cal):
                 try:
-                    occurrences += recurring_ical_events.of(
-                        part, skip_bad_series=True).between(start, end)
+                    parts.append(list(_occurrences(part, start, end, tz, budget)))
                 except _EXPAND_ERRORS:
                     skipped += 1
-        for event in occurrences:
-            if _skip(event, options):
-                continue
-            try:
-                first = event.decoded("DTSTART")
-                last = _event_end(event, first)
-                a, b = _to_utc(first, tz), _to_utc(last, tz)
-            except _EXPAND_ERRORS:
-                skipped += 1
-                continue
-            if b <= a or b <= start or a >= end:
-                continue
-            if len(out) >= options.max_occurrences:
+        for occurrences in parts:
+            for event, a, b in occurrences:
+                if _skip(event, options) or b <= a or b <= start:
+                    continue
+                if len(out) >= options.max_occurrences:
+                    return Expansion(out, True, events, skipped)
+                out.append((max(a, start), min(b, end)))
+            if len(occurrences) >= budget:
                 return Expansion(out, True, events, skipped)
-            out.append((max(a, start), min(b, end)))
     return Expansion(out, False, events, skipped)
+
+
+def _occurrences(cal: icalendar.Calendar, start: dt.datetime, end: dt.datetime, tz: ZoneInfo,
+                 budget: int) -> Iterator[tuple[icalendar.Event, dt.datetime, dt.datetime]]:
+    """(event, UTC start, UTC end) in time order from `start` until `end`,
+    at most `budget` of them."""
+    n = 0
+    for event in recurring_ical_events.of(cal, skip_bad_series=True).after(start):
+        first = event.decoded("DTSTART")
+        a = _to_utc(first, tz)
+        if a >= end or n >= budget:
+            return
+        n += 1
+        yield event, a, _to_utc(_event_end(event, first), tz)
 
 
 _EXPAND_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
