@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,3 +125,36 @@ def fast_settings(db_url: str, tmp_path: Path, **extra: dict[str, Any]) -> Setti
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Webhook tests may send to 127.0.0.1 and retry fast."""
     return fast_settings(db_url, tmp_path)
+
+
+class ThreadedReceiver:
+    """The same receiver on its own event loop in a thread, for sync tests
+    that drive real blocking clients (the `caldav` library)."""
+
+    def __init__(self) -> None:
+        self.receiver = Receiver(free_port())
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def start(self) -> None:
+        self._run(self.receiver.start())
+
+    def stop(self) -> None:
+        self._run(self.receiver.stop())
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def wait_for(self, predicate: Callable[[], bool], seconds: float = 15) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver never saw it; got {self.receiver.types()}")
+            time.sleep(0.02)
