@@ -179,7 +179,6 @@ def render_appointment(appt: AppointmentLike, privacy: str) -> str:
     out.append("STATUS:TENTATIVE" + CRLF if appt.status == "tentative" else "STATUS:CONFIRMED" + CRLF)
     out.append("TRANSP:OPAQUE" + CRLF)
     if privacy == "full":
-        out.append("CLASS:PRIVATE" + CRLF)
         if appt.location:
             out.append(text_prop("LOCATION", appt.location))
         description = _description_full(appt)
@@ -189,7 +188,6 @@ def render_appointment(appt: AppointmentLike, privacy: str) -> str:
             out.append(prop("URL;VALUE=URI", appt.meeting_url.replace("\n", "")))
         out.append(text_prop("SUMMARY", summary_for(appt)))
     elif privacy == "limited":
-        out.append("CLASS:PRIVATE" + CRLF)
         if appt.location:
             out.append(text_prop("LOCATION", appt.location))
         out.append(text_prop("SUMMARY", appt.service_name or "Appointment"))
