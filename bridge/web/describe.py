@@ -127,7 +127,7 @@ def who_of(source: str, actor: str, names: Mapping[str, str]) -> str:
     if source == "sync":
         return "External calendar sync"
     if source == "admin":
-        return f"Admin {actor}" if actor and actor not in ("cli", "demo") else "An admin"
+        return actor if actor and actor not in ("cli", "demo") else "An admin"
     return actor or "Someone"
 
 
