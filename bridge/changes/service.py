@@ -42,6 +42,8 @@ EVENT_TYPES: dict[str, str] = {
                              "calendar); data.before/after show the status and changed fields.",
     "appointment.updated": "Other fields changed; data.fields lists them, data.before/after "
                            "their values.",
+    "appointment.removed_from_calendar": "Staff deleted a cancelled appointment from their "
+                                         "calendar (the booking is unchanged).",
     "blocked_time.created": "A staff member blocked time in their calendar; data has its busy "
                             "intervals.",
     "blocked_time.updated": "Blocked time changed; data has its busy intervals.",
@@ -60,7 +62,14 @@ EVENT_TYPES: dict[str, str] = {
     "calendar_link.created": "An external calendar was linked.",
     "calendar_link.updated": "An external calendar link changed.",
     "calendar_link.deleted": "An external calendar link was removed.",
+    "calendar_link.failed": "An external calendar could not be read; its busy times are stale.",
+    "calendar_link.recovered": "An external calendar can be read again.",
+    "app_password.created": "A CalDAV app password was issued to a staff member.",
+    "app_password.revoked": "A CalDAV app password was revoked.",
+    "invitation.sent": "A staff member was invited by email.",
+    "admin.created": "An admin account was created.",
     "company.created": "The company was created.",
+    "company.updated": "Company settings changed.",
     "api_key.created": "An API key was issued.",
     "webhook_endpoint.created": "A webhook endpoint was added.",
     "webhook_endpoint.updated": "A webhook endpoint changed (URL, filter, enabled).",
