@@ -164,6 +164,10 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         status, title = next((st, t) for cls, st, t in _ERROR_PAGES if isinstance(exc, cls))
         return render(request, "error.html", {"title": title or exc.title,
                                               "message": exc.message}, status=status)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return render(request, "error.html", {"title": exc.reason,
+                                              "message": "There is no such page here."},
+                      status=exc.status)
 
 
 @web.middleware

@@ -215,3 +215,27 @@ async def test_demo_prints_a_stable_admin_sign_in(
     assert response.status == 303
     html = await (await client.get("/admin/staff")).text()
     assert "Anna Müller" in html and "Demo Health Clinic" in html
+
+
+async def test_cookies_are_secure_behind_https(
+    aiohttp_client: Any, settings: Settings, admin: Admin
+) -> None:
+    client = await aiohttp_client(create_app(
+        settings.replace(server={"public_url": "https://calendar.example.com"})))
+    login = await client.get("/admin/login")
+    assert login.cookies[sessions.LOGIN_COOKIE]["secure"]
+    # The test client speaks plain HTTP, so it keeps no Secure cookie: sign in by hand.
+    token = csrf_of(await login.text())
+    response = await client.post("/admin/login", data={
+        "email": admin.email, "password": admin.password, "csrf": token},
+        cookies={sessions.LOGIN_COOKIE: login.cookies[sessions.LOGIN_COOKIE].value},
+        allow_redirects=False)
+    assert response.status == 303
+    assert response.cookies[sessions.COOKIE]["secure"]
+
+
+async def test_unknown_console_pages_are_html_404s(console: TestClient[Any, Any]) -> None:
+    response = await console.get("/admin/nothing-here")
+    assert response.status == 404
+    assert response.content_type == "text/html"
+    assert "There is no such page here." in await response.text()

@@ -134,7 +134,8 @@ async def test_admin_console_in_a_real_browser(
     await page.screenshot(path=str(ARTIFACTS / "console-staff.png"), full_page=True)
     readme_shot = os.environ.get("CALBRIDGE_README_SCREENSHOT")
     if readme_shot:
-        await page.screenshot(path=readme_shot, full_page=False)
+        await page.evaluate("window.scrollTo(0, 0)")
+        await page.screenshot(path=readme_shot, clip={"x": 0, "y": 0, "width": 1280, "height": 980})
 
     await page.get_by_role("link", name="Invite by email…").click()
     await expect(page.get_by_role("heading", name="Invite Anna Müller")).to_be_visible()
