@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 SOURCE_LABELS = {
     "caldav": "calendar",
@@ -57,7 +58,23 @@ _SIMPLE = {
     "api_key.created": "created an API key",
     "company.created": "created the company",
     "invitation.sent": "sent an invitation to {subject}",
+    "calendar_link.created": "linked an external calendar ({label}){for_subject}",
+    "calendar_link.updated": "changed the external calendar {label}{for_subject}",
+    "calendar_link.deleted": "unlinked the external calendar {label}{for_subject}",
+    "calendar_link.failed": "saw the external calendar {label}{for_subject} stop working: {error}",
+    "calendar_link.recovered": "saw the external calendar {label}{for_subject} work again",
+    "webhook_endpoint.created": "added a webhook endpoint",
+    "webhook_endpoint.updated": "changed a webhook endpoint",
+    "webhook_endpoint.deleted": "removed a webhook endpoint",
+    "webhook_endpoint.secret_rotated": "rotated a webhook signing secret",
+    "webhook_endpoint.disabled": "disabled a webhook endpoint after repeated failures",
+    "company.updated": "changed the company settings",
 }
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -131,12 +148,21 @@ def who_of(source: str, actor: str, names: Mapping[str, str]) -> str:
     return actor or "Someone"
 
 
+def _local_iso(value: Any, timezone: str) -> Any:
+    when = _when(value)
+    if isinstance(when, dt.datetime) and when.tzinfo is not None:
+        return when.astimezone(ZoneInfo(timezone)).isoformat()
+    return value
+
+
 def describe(entry: Any, names: Mapping[str, str], staff_names: Mapping[int, str],
-             appointments: Mapping[int, Mapping[str, Any]] | None = None) -> Described:
+             appointments: Mapping[int, Mapping[str, Any]] | None = None,
+             timezone: str = "UTC") -> Described:
     """One change-log row (`ChangeEntry`-like) in words. `names` maps lower-case
     emails to names (CalDAV actors are emails); `staff_names` maps ids to names;
     `appointments` maps appointment ids to their current `service_name`,
-    `customer_name`, `start` and `end`, for entries that logged only what changed."""
+    `customer_name`, `start` and `end`, for entries that logged only what changed;
+    blocked time (logged in UTC) is shown in `timezone`."""
     data: Mapping[str, Any] = entry.data or {}
     current: Mapping[str, Any] = (appointments or {}).get(entry.entity_id, {}) \
         if entry.entity == "appointment" else {}
@@ -158,6 +184,8 @@ def describe(entry: Any, names: Mapping[str, str], staff_names: Mapping[int, str
                 text += f" ({when})"
         elif kind == "appointment.created":
             text = f"booked {title} {where}: {span(after.get('start'), after.get('end'))}"
+        elif kind == "appointment.removed_from_calendar":
+            text = f"removed the cancelled {title} {where}"
         elif kind == "appointment.updated":
             fields = [_FIELD_WORDS.get(f, f.replace("_", " ")) for f in data.get("fields", [])]
             changed = ", ".join(fields) or "details"
@@ -169,18 +197,23 @@ def describe(entry: Any, names: Mapping[str, str], staff_names: Mapping[int, str
         verb = {"created": "blocked time", "updated": "changed blocked time",
                 "deleted": "removed blocked time"}.get(kind.split(".", 1)[1], "changed blocked time")
         text = f"{verb} ({summary}) {where}"
-        when = span(data.get("start"), data.get("end"))
-        if when:
-            text += f": {when}"
+        busy = data.get("busy") or []
+        if busy and isinstance(busy[0], Mapping):
+            when = span(_local_iso(busy[0].get("start"), timezone),
+                        _local_iso(busy[0].get("end"), timezone))
+            if when:
+                text += f": {when}" + (", repeating" if data.get("recurring") else "")
     elif kind in _SIMPLE:
         snap = data.get("after") or data.get("before") or {}
-        text = _SIMPLE[kind].format(
+        text = _SIMPLE[kind].format_map(_Blank(
             subject=subject or snap.get("name") or "a staff member",
             group=data.get("name") or data.get("slug") or "",
             privacy=data.get("privacy", ""),
             for_subject=f" for {subject}" if subject else "",
             email=data.get("email", ""),
-        )
+            label=data.get("label") or data.get("url") or "",
+            error=data.get("error") or "",
+        ))
     else:
         text = kind.replace(".", " ").replace("_", " ")
     return Described(

@@ -313,7 +313,8 @@ def _staff_context(s: Any, admin: accounts.AdminInfo, staff_id: int, secret: byt
     staff = repo.get_staff(s, admin.company_id, staff_id)
     links = [_feed_view(s, link, secret, base_url)
              for link in feeds.list_feeds(s, admin.company_id) if link.staff_id == staff.id]
-    changes = service.recent_changes(s, admin.company_id, staff_id=staff.id, limit=10)
+    changes = service.recent_changes(s, admin.company_id, staff_id=staff.id, limit=10,
+                                     timezone=staff.timezone)
     return {
         "app_passwords": [passwords.app_password_json(p)
                           for p in passwords.list_for(s, admin.company_id, staff.id)
@@ -570,7 +571,7 @@ async def changes_page(request: web.Request) -> web.Response:
 
     def unit(s: Any) -> tuple[service.ChangesPage, list[service.StaffRow]]:
         page = service.recent_changes(s, admin.company_id, staff_id=staff_id, source=source,
-                                      before=before)
+                                      before=before, timezone=admin.company_timezone)
         return page, service.staff_rows(s, admin.company_id)
 
     page, people = await request.config_dict[DB].read(unit)

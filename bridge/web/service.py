@@ -72,7 +72,7 @@ class ChangesPage:
 
 def recent_changes(s: Session, company_id: int, *, staff_id: int | None = None,
                    source: str | None = None, before: int | None = None,
-                   limit: int = 50) -> ChangesPage:
+                   limit: int = 50, timezone: str = "UTC") -> ChangesPage:
     """The change log newest first, in words; filters are checked (a staff id
     of another company is NotFound, an unknown source Invalid)."""
     if staff_id is not None:
@@ -98,7 +98,7 @@ def recent_changes(s: Session, company_id: int, *, staff_id: int | None = None,
             start, end = iso_start_end(appt)
             appts[appt.id] = {"service_name": appt.service_name,
                               "customer_name": appt.customer_name, "start": start, "end": end}
-    entries = [describe(r, by_email, by_id, appts) for r in rows]
+    entries = [describe(r, by_email, by_id, appts, timezone) for r in rows]
     return ChangesPage(entries, rows[-1].seq if more and rows else None)
 
 

@@ -121,3 +121,46 @@ async def test_external_calendar_health_is_shown(
     assert "https://calendar.example.com/anna.ics" not in page  # the URL is a secret
     listing = await (await client.get("/admin/staff")).text()
     assert "calendar failing" in listing
+
+
+BLOCKED = """BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//test//EN\r
+BEGIN:VEVENT\r
+UID:dentist-1@test\r
+DTSTAMP:20261101T000000Z\r
+DTSTART;TZID=Europe/Paris:20261124T120000\r
+DTEND;TZID=Europe/Paris:20261124T130000\r
+SUMMARY:Dentist\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+async def test_edits_made_in_a_calendar_app_show_in_words(
+    console: TestClient[Any, Any], db: Database, tenant: Tenant
+) -> None:
+    staff_id = add_staff(db, tenant, "anna@acme.example.com", "Anna Müller")
+    with db.sync_session(write=True) as s:
+        appt = repo.create_appointment(s, tenant.company_id, {
+            "staff_id": staff_id, "start": "2026-11-25T10:00:00+01:00",
+            "end": "2026-11-25T10:30:00+01:00", "service_name": "Check-up",
+            "customer_name": "Léa Martin"}, repo.Actor("api", ""))
+        href = appt.href
+        _, password = passwords.create(s, tenant.company_id, staff_id, "phone",
+                                       repo.Actor("admin", "t"))
+    token = base64.b64encode(f"anna@acme.example.com:{password}".encode()).decode()
+    auth = {"Authorization": f"Basic {token}"}
+    base = "/dav/anna@acme.example.com/calendar/"
+    put = await console.put(f"{base}dentist.ics", data=BLOCKED,
+                            headers={**auth, "Content-Type": "text/calendar"})
+    assert put.status == 201, await put.text()
+    deleted = await console.delete(f"{base}{href}", headers=auth)
+    assert deleted.status in (200, 204), await deleted.text()  # Radicale answers 200 + multistatus
+
+    page = await (await console.get("/admin/changes?source=caldav")).text()
+    assert ("Anna Müller</strong> blocked time (Dentist) in their calendar: "
+            "Tue 24 Nov, 12:00–13:00") in page
+    assert ("Anna Müller</strong> cancelled Check-up – Léa Martin in their calendar "
+            "(Wed 25 Nov, 10:00–10:30)") in page
+    assert "booked" not in page
