@@ -244,6 +244,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, nonce=nonce, email=email, status=422,
                            error="Enter your email and password.")
     remote = request.remote or "unknown"
+    if settings.server.trust_proxy and "X-Forwarded-For" in request.headers:
+        remote = request.headers["X-Forwarded-For"].split(",")[0].strip()
     try:
         await db.read(accounts.check_rate, email, remote, settings.web)
     except accounts.TooManyAttempts as exc:

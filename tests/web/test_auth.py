@@ -239,3 +239,22 @@ async def test_unknown_console_pages_are_html_404s(console: TestClient[Any, Any]
     assert response.status == 404
     assert response.content_type == "text/html"
     assert "There is no such page here." in await response.text()
+
+
+async def test_behind_a_proxy_the_forwarded_address_is_limited(
+    aiohttp_client: Any, settings: Settings, admin: Admin
+) -> None:
+    client = await aiohttp_client(create_app(settings.replace(
+        server={"trust_proxy": True}, web={"login_attempts": 2})))
+
+    async def attempt(email: str, addr: str) -> int:
+        page = await client.get("/admin/login")
+        response = await client.post("/admin/login", data={
+            "email": email, "password": "guess", "csrf": csrf_of(await page.text())},
+            headers={"X-Forwarded-For": f"{addr}, 10.9.9.9"}, allow_redirects=False)
+        return response.status
+
+    assert await attempt("a1@acme.example.com", "203.0.113.7") == 401
+    assert await attempt("a2@acme.example.com", "203.0.113.7") == 401
+    assert await attempt("a3@acme.example.com", "203.0.113.7") == 429
+    assert await attempt("a4@acme.example.com", "198.51.100.4") == 401

@@ -67,9 +67,16 @@ async def server(db_url: str, tmp_path: Path, smtp_server: Any) -> AsyncIterator
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+def chromium_path() -> str:
+    assert os.path.exists(CHROMIUM), "install Debian's chromium: apt-get install -y chromium"
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
     async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        chromium = await p.chromium.launch(executable_path=chromium_path, args=ARGS,
+                                           headless=True)
         yield chromium
         await chromium.close()
 
