@@ -115,9 +115,14 @@ def check_rate(s: Session, email: str, remote: str, web: WebSettings) -> None:
         )
 
 
-def record_failure(s: Session, email: str, remote: str) -> None:
+def record_failure(s: Session, email: str, remote: str, web: WebSettings) -> None:
+    """Count a failed sign-in; this key's failures older than the window go."""
     now = utcnow()
-    for key in _keys(email, remote):
+    keys = _keys(email, remote)
+    s.execute(delete(LoginFailure).where(
+        LoginFailure.key.in_(keys),
+        LoginFailure.at < now - dt.timedelta(seconds=web.login_window_seconds)))
+    for key in keys:
         s.add(LoginFailure(key=key, at=now))
     s.flush()
 

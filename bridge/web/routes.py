@@ -254,7 +254,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     info = await db.write(accounts.authenticate, email, password)
     if info is None:
-        await db.write(accounts.record_failure, email, remote)
+        await db.write(accounts.record_failure, email, remote, settings.web)
         return _login_page(request, nonce=nonce, email=email, status=401,
                            error="Wrong email or password.")
     session = sess.new_session(info.id, info.company_id,

@@ -100,6 +100,28 @@ async def test_sign_in_is_rate_limited(
     # The address is limited too, whichever email it tries next.
     other = await sign_in(client, "someone@acme.example.com", "guess")
     assert other.status == 429
+    assert count_rows(db, "login_failures") == 6  # 3 per email + 3 per address
+
+
+async def test_failures_past_the_window_no_longer_count(
+    aiohttp_client: Any, settings: Settings, admin: Admin, db: Database
+) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from bridge.db.models import LoginFailure
+
+    client = await aiohttp_client(create_app(settings.replace(web={"login_attempts": 2})))
+    for _ in range(2):
+        assert (await sign_in(client, admin.email, "guess")).status == 401
+    assert (await sign_in(client, admin.email, admin.password)).status == 429
+    with db.sync_session(write=True) as s:  # an hour passes
+        s.execute(update(LoginFailure).values(
+            at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+    assert (await sign_in(client, admin.email, "guess")).status == 401
+    assert count_rows(db, "login_failures") == 2  # the old ones were purged
+    assert (await sign_in(client, admin.email, admin.password)).status == 303
 
 
 async def test_expired_session_asks_to_sign_in_again_and_changes_nothing(
