@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test install install-test lint typecheck pytest bench clean postgres
+.PHONY: run test install install-test lint typecheck pytest bench clean postgres node-deps chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@pg_isready -h 127.0.0.1 -p 5432
 
+# ical.js (the parser Thunderbird uses) for the feed parser checks, from the npm registry.
+node-deps:
+	cd tests/feeds/icaljs && npm ci --no-audit --no-fund --silent
+
+# Debian's Chromium for the console's end-to-end test (never a downloaded browser build).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@/usr/bin/chromium --version
+
 lint: install-test
 	$(BIN)/ruff check bridge radicale_plugins tests bench
 	$(BIN)/lint-imports
@@ -41,7 +50,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test postgres
+pytest: install-test postgres node-deps chromium
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
