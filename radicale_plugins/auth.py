@@ -25,9 +25,8 @@ class Auth(auth.BaseAuth):  # type: ignore[misc]
     def _login_ext(self, login: str, password: str, context: Any) -> str:
         addr = str(getattr(context, "remote_addr", "") or "")
         backend = self._backend
-        with backend.db.sync_session(write=True) as s:
-            result = passwords.login(s, login, password, addr, backend.settings.caldav,
-                                     backend.logins)
+        result = passwords.login(backend.db, login, password, addr, backend.settings.caldav,
+                                 backend.logins)
         return result.email if result is not None else ""
 
     def _login(self, login: str, password: str) -> str:

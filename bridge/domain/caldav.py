@@ -224,16 +224,23 @@ def _expand(cal: icalendar.Calendar, obj: CalendarObject, cap: int, now: dt.date
     horizon = max(window_start, now) + INDEX_HORIZON
     if window_start > first_start:
         obj.indexed_from = window_start
+    found: list[icalendar.Event] = []
     try:
-        occurrences = recurring_ical_events.of(cal).between(window_start, horizon)
-        found = list(itertools.islice(occurrences, cap + 1))
+        for occ in recurring_ical_events.of(cal).after(window_start):
+            begins = occ.get("DTSTART")
+            if begins is not None and _to_utc(begins.dt) >= horizon:
+                break
+            found.append(occ)
+            if len(found) > cap:
+                raise InvalidCalendarData(
+                    f"the recurrence has more than {cap} occurrences before "
+                    f"{horizon.date().isoformat()}; split it or use a coarser rule",
+                    field="RRULE")
+    except InvalidCalendarData:
+        raise
     except Exception as exc:  # the library raises many types for a bad rule
         raise InvalidCalendarData(f"the recurrence cannot be expanded: {exc}",
                                   field="RRULE") from None
-    if len(found) > cap:
-        raise InvalidCalendarData(
-            f"the recurrence has more than {cap} occurrences before "
-            f"{horizon.date().isoformat()}; split it or use a coarser rule", field="RRULE")
     rule = obj.master.get("RRULE")
     rules = rule if isinstance(rule, list) else [rule] if rule is not None else []
     if any("COUNT" in r and int(r["COUNT"][0]) > cap for r in rules):
