@@ -73,9 +73,12 @@ def pg_session_url() -> Iterator[str]:
 
 
 def _truncate_pg(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    # DELETE, not TRUNCATE: on a handful of rows it is ~10x faster (TRUNCATE
+    # rewrites every table's files); children first, so no FK is violated.
+    with psycopg.connect(url) as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(f'DELETE FROM "{table.name}"')
+        conn.commit()
 
 
 @pytest.fixture(params=BACKENDS)
