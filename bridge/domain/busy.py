@@ -85,8 +85,8 @@ def _event_end(event: icalendar.Event, start: dt.date | dt.datetime) -> dt.date 
 def expand(calendars: Sequence[icalendar.Calendar], start: dt.datetime, end: dt.datetime,
            options: ExpandOptions) -> Expansion:
     """Busy intervals (UTC, unmerged) of every VEVENT occurrence overlapping
-    [start, end), at most `max_occurrences` of them: occurrences are drawn
-    lazily in time order, so an endless rule costs only what the cap allows.
+    [start, end), at most `max_occurrences` of them: each series is expanded
+    lazily, so an endless rule costs only what the cap allows.
     A calendar that cannot be expanded whole is expanded event by event
     (grouped by UID); events that still fail are skipped and counted: one
     broken event in a real-world feed must not hide the others."""
@@ -119,16 +119,22 @@ def expand(calendars: Sequence[icalendar.Calendar], start: dt.datetime, end: dt.
 
 def _occurrences(cal: icalendar.Calendar, start: dt.datetime, end: dt.datetime, tz: ZoneInfo,
                  budget: int) -> Iterator[tuple[icalendar.Event, dt.datetime, dt.datetime]]:
-    """(event, UTC start, UTC end) in time order from `start` until `end`,
-    at most `budget` of them."""
+    """(event, UTC start, UTC end) of each occurrence in the window, series
+    by series (each a lazy generator), at most `budget` of them in all."""
+    query = recurring_ical_events.of(cal, skip_bad_series=True)
+    suppressed = tuple(query.suppressed_errors)
     n = 0
-    for event in recurring_ical_events.of(cal, skip_bad_series=True).after(start):
-        first = event.decoded("DTSTART")
-        a = _to_utc(first, tz)
-        if a >= end or n >= budget:
-            return
-        n += 1
-        yield event, a, _to_utc(_event_end(event, first), tz)
+    for series in query.series:
+        try:
+            for occurrence in series.between(start, end):
+                if n >= budget:
+                    return
+                n += 1
+                event = occurrence.as_component(False)
+                first = event.decoded("DTSTART")
+                yield event, _to_utc(first, tz), _to_utc(_event_end(event, first), tz)
+        except suppressed:
+            continue  # a bad series is skipped, as recurring_ical_events does
 
 
 _EXPAND_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)

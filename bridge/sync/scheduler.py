@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.orm import Session
 
 from bridge.config import Settings
 from bridge.db.engine import Database
@@ -83,33 +84,45 @@ class Syncer:
 
     # -- one tick --------------------------------------------------------------
     async def run_once(self, now: dt.datetime | None = None) -> list[JobReport]:
+        """Claim due links, read/write them concurrently, then record every
+        result in one transaction (per 100), then send the notices."""
         jobs = await self.db.write(service.claim_due, self.settings, self.worker, now)
         if not jobs:
             return []
-        return list(await asyncio.gather(*(self._guarded(job) for job in jobs)))
+        done = await asyncio.gather(*(self._guarded(job) for job in jobs))
+        reports: list[JobReport] = []
+        for i in range(0, len(done), 100):
+            chunk = done[i:i + 100]
+            notices = await self.db.write(self._record_all, chunk)
+            reports += [JobReport(job.link_id, outcome, notice, pushed)
+                        for (job, outcome, pushed), notice in zip(chunk, notices, strict=True)]
+        for report in reports:
+            if report.notice is not None:
+                await alerts.send(self.settings, self.http, report.notice)
+        return reports
 
-    async def _guarded(self, job: Job) -> JobReport:
+    def _record_all(self, s: Session, results: list[tuple[Job, Outcome, int]]
+                    ) -> list[Notice | None]:
+        return [service.record(s, self.settings, self.worker, job, outcome)
+                for job, outcome, _ in results]
+
+    async def _guarded(self, job: Job) -> tuple[Job, Outcome, int]:
         async with self.semaphore:
             try:
                 return await self.run_job(job)
             except Exception:
                 log.exception("calendar link %d: unexpected error", job.link_id)
-                outcome = Outcome(ok=False, error=SourceError("internal", "internal error"))
-                notice = await self.db.write(service.record, self.settings, self.worker, job,
-                                             outcome)
-                return JobReport(job.link_id, outcome, notice)
+                return job, Outcome(ok=False, error=SourceError("internal", "internal error")), 0
 
-    async def run_job(self, job: Job) -> JobReport:
+    async def run_job(self, job: Job) -> tuple[Job, Outcome, int]:
+        """The network part of one job: read, then write appointments out."""
         outcome = Outcome(ok=True)
         pushed = 0
         if job.read:
             await self._read(job, outcome)
         if job.push and not (outcome.error and outcome.error.kind == "auth"):
             pushed = await self._push(job, outcome)
-        notice = await self.db.write(service.record, self.settings, self.worker, job, outcome)
-        if notice is not None:
-            await alerts.send(self.settings, self.http, notice)
-        return JobReport(job.link_id, outcome, notice, pushed)
+        return job, outcome, pushed
 
     async def _read(self, job: Job, outcome: Outcome) -> None:
         now = utcnow()
