@@ -21,8 +21,9 @@ from bridge.api.auth import api_key_middleware
 from bridge.api.http import conditional_get_middleware
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
-from bridge.changes import routes as change_routes
 from bridge.availability import routes as availability_routes
+from bridge.changes import listen as change_listen
+from bridge.changes import routes as change_routes
 from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.dav import routes as dav_routes
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.router.add_routes(change_routes.routes)
     app.router.add_routes(webhooks_routes.routes)
     app.cleanup_ctx.append(webhooks_worker.worker_ctx)
+    app.cleanup_ctx.append(change_listen.listener_ctx)
     app.router.add_routes(sync_routes.routes)
     app.router.add_routes(availability_routes.routes)
     app.cleanup_ctx.append(syncer_ctx)

@@ -232,10 +232,19 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 SIGNAL = ChangeSignal()
 
 
+NOTIFY_CHANNEL = "calbridge_changes"
+
+
 @event.listens_for(Session, "after_flush")
 def _mark_changes(session: Session, _ctx: Any) -> None:
-    if any(isinstance(obj, ChangeEntry) for obj in session.new):
-        session.info["calbridge_changed"] = True
+    if "calbridge_changed" in session.info or not any(
+            isinstance(obj, ChangeEntry) for obj in session.new):
+        return
+    session.info["calbridge_changed"] = True
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # Delivered to every LISTENing process when (and only if) this commits.
+        conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 @event.listens_for(Session, "after_commit")

@@ -275,7 +275,7 @@ async def test_slow_receivers_time_out(aiohttp_client: Any, db_url: str, tmp_pat
     client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
 
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(2)
+        await asyncio.sleep(0.6)
         return web.Response(text="late")
 
     receiver.handler = slow
