@@ -115,10 +115,18 @@ def address_allowed(ip: IPAddress, allow: Sequence[IPNetwork]) -> bool:
 
 
 def _literal(host: str) -> IPAddress | None:
+    """The address a host names by itself, including the legacy IPv4 forms
+    (`2130706433`, `0x7f.1`, `127.1`) that resolvers accept."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        pass
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host) and host[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def validate_url(raw: object, allow: Sequence[IPNetwork]) -> str:

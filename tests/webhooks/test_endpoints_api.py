@@ -97,7 +97,8 @@ async def test_internal_targets_are_refused_by_default(aiohttp_client: Any, db_u
     for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/",
                 "http://192.168.0.10/", "http://169.254.169.254/latest/meta-data",
                 "http://[::1]/hook", "http://[fe80::1]/", "http://100.64.0.1/",
-                "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/"):
+                "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://2130706433/",
+                "http://0x7f.1/", "http://127.1:8080/", "http://LOCALHOST./"):
         status, problem = await create(client, tenant, {"url": url})
         assert status == 422, url
         assert "private" in problem["detail"], url
