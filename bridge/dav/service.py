@@ -111,6 +111,38 @@ def _blocked_item(b: BlockedTime) -> ItemRow:
                    b.updated_at, "blocked_time", b.id)
 
 
+# Reads select columns, not ORM objects: a PROPFIND of 10,000 items stays cheap.
+_APPT_COLS = (
+    Appointment.id, Appointment.href, Appointment.uid, Appointment.etag, Appointment.dav_text,
+    Appointment.dav_etag, Appointment.first_occurrence, Appointment.last_occurrence,
+    Appointment.updated_at, Appointment.all_day, Appointment.start_at, Appointment.end_at,
+    Appointment.start_date, Appointment.end_date,
+)
+_BLOCKED_COLS = (
+    BlockedTime.id, BlockedTime.href, BlockedTime.uid, BlockedTime.ical, BlockedTime.etag,
+    BlockedTime.first_occurrence, BlockedTime.last_occurrence, BlockedTime.updated_at,
+)
+
+
+def _appt_rows(s: Session, q: Select[Appointment]) -> list[tuple[ItemRow, Any]]:
+    out: list[tuple[ItemRow, Any]] = []
+    for r in s.execute(q.with_only_columns(*_APPT_COLS)).all():
+        text = r.dav_text if r.dav_text is not None and r.dav_etag == r.etag else None
+        if text is None:
+            appt = s.get(Appointment, r.id)
+            assert appt is not None
+            text = _appointment_text(appt)
+        out.append((ItemRow(r.href, r.uid, text, r.etag, r.first_occurrence, r.last_occurrence,
+                            r.updated_at, "appointment", r.id), r))
+    return out
+
+
+def _blocked_rows(s: Session, q: Select[BlockedTime]) -> list[ItemRow]:
+    return [ItemRow(r.href, r.uid, r.ical, r.etag, r.first_occurrence, r.last_occurrence,
+                    r.updated_at, "blocked_time", r.id)
+            for r in s.execute(q.with_only_columns(*_BLOCKED_COLS)).all()]
+
+
 # --- principals and collections ---------------------------------------------
 
 def active_staff(s: Session, email: str) -> Staff | None:
@@ -145,10 +177,10 @@ def _appointments(scope: Scope) -> Select[Appointment]:
 
 
 def all_items(s: Session, scope: Scope) -> list[ItemRow]:
-    items = [_appt_item(a) for a in s.execute(_appointments(scope)).scalars()]
+    items = [item for item, _ in _appt_rows(s, _appointments(scope))]
     if scope.kind == "calendar":
-        items += [_blocked_item(b) for b in s.execute(
-            select(BlockedTime).where(BlockedTime.staff_id == scope.staff_id)).scalars()]
+        items += _blocked_rows(s, select(BlockedTime).where(
+            BlockedTime.staff_id == scope.staff_id))
     return items
 
 
@@ -158,17 +190,18 @@ def items_by_href(s: Session, scope: Scope, hrefs: Iterable[str], *,
     found: dict[str, ItemRow] = {}
     for chunk in (wanted[i:i + 500] for i in range(0, len(wanted), 500)):
         q = _appointments(scope).where(Appointment.href.in_(chunk))
-        if for_update:
+        bq = select(BlockedTime).where(BlockedTime.staff_id == scope.staff_id,
+                                       BlockedTime.href.in_(chunk))
+        if for_update:  # the row a PUT/DELETE checks and then changes, locked
             q = q.with_for_update().execution_options(populate_existing=True)
-        for a in s.execute(q).scalars():
-            found[a.href] = _appt_item(a)
+            bq = bq.with_for_update().execution_options(populate_existing=True)
+            found.update((a.href, _appt_item(a)) for a in s.execute(q).scalars())
+            if scope.kind == "calendar":
+                found.update((b.href, _blocked_item(b)) for b in s.execute(bq).scalars())
+            continue
+        found.update((item.href, item) for item, _ in _appt_rows(s, q))
         if scope.kind == "calendar":
-            bq = select(BlockedTime).where(BlockedTime.staff_id == scope.staff_id,
-                                           BlockedTime.href.in_(chunk))
-            if for_update:
-                bq = bq.with_for_update().execution_options(populate_existing=True)
-            for b in s.execute(bq).scalars():
-                found[b.href] = _blocked_item(b)
+            found.update((item.href, item) for item in _blocked_rows(s, bq))
     return found
 
 
@@ -181,7 +214,7 @@ def filtered_items(s: Session, scope: Scope, start: dt.datetime | None,
     out: list[tuple[ItemRow, bool]] = []
     q = _appointments(scope).where(Appointment.first_occurrence < hi,
                                    Appointment.last_occurrence > lo)
-    for a in s.execute(q).scalars():
+    for item, a in _appt_rows(s, q):
         if a.all_day:
             assert a.start_date and a.end_date
             a_start = dt.datetime.combine(a.start_date, dt.time(), dt.UTC)
@@ -190,7 +223,7 @@ def filtered_items(s: Session, scope: Scope, start: dt.datetime | None,
             assert a.start_at and a.end_at
             a_start, a_end = a.start_at, a.end_at
         if a_start < hi and (a_end > lo or (a_end == a_start and a_start >= lo)):
-            out.append((_appt_item(a), True))
+            out.append((item, True))
     if scope.kind != "calendar":
         return out
     hits = select(BusyInterval.blocked_time_id).where(
@@ -200,17 +233,17 @@ def filtered_items(s: Session, scope: Scope, start: dt.datetime | None,
     matched = select(BlockedTime).where(BlockedTime.staff_id == scope.staff_id,
                                         BlockedTime.id.in_(hits))
     seen: set[int] = set()
-    for b in s.execute(matched).scalars():
+    for b in _blocked_rows(s, matched):
         seen.add(b.id)
-        out.append((_blocked_item(b), True))
+        out.append((b, True))
     # Recurrences indexed only partly: the range reaches past their index.
     partial = select(BlockedTime).where(
         BlockedTime.staff_id == scope.staff_id,
         BlockedTime.first_occurrence < hi, BlockedTime.last_occurrence > lo,
         or_(BlockedTime.indexed_until < hi, BlockedTime.indexed_from > lo))
-    for b in s.execute(partial).scalars():
+    for b in _blocked_rows(s, partial):
         if b.id not in seen:
-            out.append((_blocked_item(b), False))
+            out.append((b, False))
     return out
 
 

@@ -229,12 +229,13 @@ class Storage(storage.BaseStorage):  # type: ignore[misc]
             with db.sync_session(write=write) as s:
                 if write and user and not db.is_sqlite:
                     s.execute(select(Staff.id).where(Staff.email == user).with_for_update())
-                previous = getattr(_local, "session", None), getattr(_local, "writing", False)
-                _local.session, _local.writing = s, write
+                previous = (getattr(_local, "session", None), getattr(_local, "writing", False),
+                            getattr(_local, "staff", None))
+                _local.session, _local.writing, _local.staff = s, write, {}
                 try:
                     yield
                 finally:
-                    _local.session, _local.writing = previous
+                    _local.session, _local.writing, _local.staff = previous
                 if plugin_backend.outcome().rollback:
                     raise _Rollback
         except _Rollback:
@@ -267,7 +268,7 @@ class Storage(storage.BaseStorage):  # type: ignore[misc]
         if len(parts) > 3:
             return
         with self.session() as s:
-            staff = service.active_staff(s, parts[0])
+            staff = self._staff(s, parts[0])
             if staff is None or staff.email != parts[0]:
                 return
             coll = self._collection(s, staff, parts[1]) if len(parts) > 1 else None
@@ -286,6 +287,15 @@ class Storage(storage.BaseStorage):  # type: ignore[misc]
         yield coll
         if depth != "0":
             yield from coll.get_all()
+
+    def _staff(self, s: Session, email: str) -> Staff | None:
+        """The active staff member (remembered for the rest of this lock)."""
+        memo: dict[str, Staff | None] | None = getattr(_local, "staff", None)
+        if memo is None:
+            return service.active_staff(s, email)
+        if email not in memo:
+            memo[email] = service.active_staff(s, email)
+        return memo[email]
 
     def _children(self, s: Session, staff: Staff) -> list[Collection]:
         found = [self._own_calendar(staff)]
