@@ -599,6 +599,7 @@ def console_app() -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     r = app.router
+    r.add_get("", home)  # /admin
     r.add_get("/", home)
     r.add_get("/login", login_form)
     r.add_post("/login", login)

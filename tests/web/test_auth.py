@@ -257,6 +257,9 @@ async def test_cookies_are_secure_behind_https(
 
 
 async def test_unknown_console_pages_are_html_404s(console: TestClient[Any, Any]) -> None:
+    for home in ("/admin", "/admin/"):
+        response = await console.get(home, allow_redirects=False)
+        assert (response.status, response.headers["Location"]) == (303, "/admin/staff")
     response = await console.get("/admin/nothing-here")
     assert response.status == 404
     assert response.content_type == "text/html"
