@@ -10,13 +10,13 @@ In one run, against a real `calbridge` worker process (SQLite by default,
   unit of work (`read_changes`, no HTTP): the ratio is the HTTP cost.
 - End-to-end latency from a CalDAV PUT (a staff member moving an
   appointment, through the Radicale plugin) to a signed webhook arriving at
-  a receiver on 127.0.0.1, under a steady edit load (`--rate` PUTs/s for
+  a receiver on 127.0.0.1, under a steady edit load (`--rate` PUTs/s (5) for
   `--seconds`): p50/p99 from sending the PUT, and from the PUT's answer;
   against the floor, a bare signed POST from this process to the same
   receiver. Every webhook is checked against its PUT (and its signature).
 
     .venv/bin/python bench/changes_bench.py [--db postgresql] [--entries 20000]
-        [--rate 10] [--seconds 10] [--quick]
+        [--rate 5] [--seconds 10] [--quick]
 
 Prints a table and writes bench/results/changes.json.
 """
@@ -325,7 +325,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--entries", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=10.0, help="CalDAV PUTs per second")
+    parser.add_argument("--rate", type=float, default=5.0, help="CalDAV PUTs per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--poll-ms", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
