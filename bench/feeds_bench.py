@@ -130,8 +130,8 @@ def load_wrk(url: str, seconds: int, conns: int, etag: str | None) -> dict[str, 
         raise RuntimeError(f"errors under load:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     dist = out.split("Latency Distribution", 1)[1]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", dist, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", dist, re.M).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)\s*$", dist, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)\s*$", dist, re.M).group(1))  # type: ignore[union-attr]
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
 
 
@@ -351,6 +351,8 @@ def main() -> None:
     parser.add_argument("--company-events", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small data, short runs (a smoke test)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="SQLite only: keep the seeded database in DIR and reuse it next time")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved runs per figure; the best counts (a busy machine)")
     parser.add_argument("--serve", choices=("calbridge", "calbridge-nolog", "bare"),
@@ -367,7 +369,8 @@ def main() -> None:
         args.staff_events, args.company_events, args.seconds, args.repeat = 200, 1000, 1, 1
         args.rounds = 1
 
-    tmp = Path(tempfile.mkdtemp(prefix="feeds-bench-"))
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="feeds-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     pg_name = None
     if args.db == "sqlite":
         db_url = f"sqlite:///{tmp}/bench.db"
@@ -381,7 +384,8 @@ def main() -> None:
     try:
         run(args, db_url, tmp)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
         if pg_name:
             import psycopg
 
@@ -389,13 +393,33 @@ def main() -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
+def print_render(render: dict[str, Any], repeat: int) -> None:
+    print("\nRender (best of", repeat, ")")
+    print(f"{'feed':<9}{'events':>7}{'size':>9}{'cold':>9}{'from nothing':>14}"
+          f"{'after 1 change':>16}{'icalendar':>11}{'speed-up':>10}")
+    for name in ("staff", "company"):
+        r = render[name]
+        print(f"{name:<9}{r['events']:>7}{r['bytes'] / 1e6:>8.2f}M"
+              f"{r['cold_assemble_s'] * 1000:>7.0f}ms{r['render_from_nothing_s'] * 1000:>12.0f}ms"
+              f"{r['after_one_change_s'] * 1000:>14.0f}ms{r['icalendar_to_ical_s'] * 1000:>9.0f}ms"
+              f"{r['icalendar_to_ical_s'] / r['after_one_change_s']:>9.1f}x")
+
+
 def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
     import urllib.request
 
-    print(f"seeding {args.company_events} appointments ({args.db}) ...", flush=True)
-    data = seed(db_url, args.staff_events, args.company_events)
-    print(f"  seeded in {data['seed_seconds']:.1f} s (each write renders its VEVENT texts)")
+    saved = tmp / "seed.json"
+    if args.keep and saved.exists():
+        data = json.loads(saved.read_text())
+        print(f"reusing the database in {tmp}", flush=True)
+    else:
+        print(f"seeding {args.company_events} appointments ({args.db}) ...", flush=True)
+        data = seed(db_url, args.staff_events, args.company_events)
+        saved.write_text(json.dumps(data))
+    print(f"  seeded in {data['seed_seconds']:.1f} s (each write renders its VEVENT texts)",
+          flush=True)
     render = render_figures(db_url, data, args.repeat)
+    print_render(render, args.repeat)
 
     ports = {name: free_port() for name in SERVERS}
     servers = {"calbridge": start(["--serve", "calbridge", "--url", db_url], ports["calbridge"])}
@@ -451,15 +475,6 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
                   f"{c['p50_ms']:>6.2f}/{n['p50_ms']:.2f}/{b['p50_ms']:<5.2f}"
                   f"{c['p99_ms']:>6.2f}/{n['p99_ms']:.2f}/{b['p99_ms']:<5.2f}")
     print("  req/s; latency columns: calbridge/no log/bare; 'no log': access log turned off")
-    print("\nRender (best of", args.repeat, ")")
-    print(f"{'feed':<9}{'events':>7}{'size':>9}{'cold':>9}{'from nothing':>14}"
-          f"{'after 1 change':>16}{'icalendar':>11}{'speed-up':>10}")
-    for name in ("staff", "company"):
-        r = render[name]
-        print(f"{name:<9}{r['events']:>7}{r['bytes'] / 1e6:>8.2f}M"
-              f"{r['cold_assemble_s'] * 1000:>7.0f}ms{r['render_from_nothing_s'] * 1000:>12.0f}ms"
-              f"{r['after_one_change_s'] * 1000:>14.0f}ms{r['icalendar_to_ical_s'] * 1000:>9.0f}ms"
-              f"{r['icalendar_to_ical_s'] / r['after_one_change_s']:>9.1f}x")
     print(f"\nPeak memory: calbridge worker {server_mb:.0f} MB, bare handler {bare_mb:.0f} MB, "
           f"this process (seeding, rendering) {own_mb:.0f} MB")
     out = ROOT / "bench" / "results"

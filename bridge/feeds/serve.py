@@ -71,7 +71,8 @@ class CachedFeed:
 
     @property
     def size(self) -> int:
-        return len(self.feed.body) + (len(self._gzip) if self._gzip else 0)
+        # The body, the VEVENT texts kept to apply changes (about as large), gzip.
+        return 2 * len(self.feed.body) + (len(self._gzip) if self._gzip else 0)
 
     def gzip_body(self) -> bytes:
         if self._gzip is None:
@@ -165,12 +166,14 @@ class FeedServer:
         future: asyncio.Future[CachedFeed] = asyncio.get_running_loop().create_future()
         self._building[(link_id, key)] = future
         try:
-            fs = self.settings.feeds
-            body = await self.db.read(
-                build_feed, link_id, today=key[1], days_back=fs.window_days_back,
-                days_ahead=fs.window_days_ahead, refresh_minutes=fs.refresh_minutes,
-                warn_bytes=fs.warn_bytes,
-            )
+            # In a thread: assembling a 20,000-event feed takes a while, and
+            # other requests (304s above all) should not wait behind it.
+            cached = self._cache.get(link_id)
+            previous, since = None, None
+            if cached is not None and cached.key[1:] == key[1:]:
+                # Same window and settings: apply the changes since its version.
+                previous, since = cached.feed, cached.key[0]
+            body = await asyncio.to_thread(self._build_sync, link_id, key[1], previous, since)
             self.builds += 1
             cached = CachedFeed(key, body)
             self._store(link_id, cached)
@@ -182,6 +185,14 @@ class FeedServer:
             raise
         finally:
             del self._building[(link_id, key)]
+
+    def _build_sync(self, link_id: int, today: dt.date, previous: FeedBody | None,
+                    since: int | None) -> FeedBody:
+        fs = self.settings.feeds
+        with self.db.sync_session() as s:
+            return build_feed(s, link_id, today=today, days_back=fs.window_days_back,
+                              days_ahead=fs.window_days_ahead, refresh_minutes=fs.refresh_minutes,
+                              warn_bytes=fs.warn_bytes, previous=previous, since=since)
 
     def _store(self, link_id: int, cached: CachedFeed) -> None:
         old = self._cache.pop(link_id, None)

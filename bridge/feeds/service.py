@@ -278,6 +278,27 @@ def _render_blocked(raw: str, row_id: int, updated_at: dt.datetime, timezone: st
 
 # --- assembling a feed -----------------------------------------------------------------
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+# Changes of these entities can be applied to a cached feed row by row; any
+# other (staff renamed, group membership, blocked time, ...) rebuilds it.
+DELTA_ENTITIES = frozenset({"appointment", "feed"})
+MAX_DELTA = 1000
+
+# appointment id -> (sort key, VEVENT text, TZID or None)
+EventParts = dict[int, tuple[tuple[int, int], str, str | None]]
+
+
+@dataclass(frozen=True)
+class FeedParts:
+    """What a feed body is made of, kept so later changes can be applied to it."""
+
+    header: ical.FeedHeader
+    events: EventParts
+    blocked: tuple[str, ...]
+    blocked_tzids: frozenset[str]
+
+
 @dataclass(frozen=True)
 class FeedBody:
     body: bytes
@@ -285,6 +306,7 @@ class FeedBody:
     last_modified: str  # IMF-fixdate
     modified: dt.datetime
     events: int
+    parts: FeedParts | None = None
 
 
 def window(today: dt.date, days_back: int, days_ahead: int) -> tuple[dt.datetime, dt.datetime]:
@@ -293,67 +315,127 @@ def window(today: dt.date, days_back: int, days_ahead: int) -> tuple[dt.datetime
     return start, end
 
 
-def build_feed(
-    s: Session, link_id: int, *, today: dt.date, days_back: int, days_ahead: int,
-    refresh_minutes: int, warn_bytes: int,
-) -> FeedBody:
-    """The whole feed of a link from the cached VEVENT texts: one query for
-    the appointments (and one for blocked time in group/company feeds)."""
-    link = s.get(FeedLink, link_id)
-    if link is None:
-        raise NotFound("no such feed")
-    target = _target(s, link)
-    start, end = window(today, days_back, days_ahead)
+def _members(link: FeedLink) -> Any:
+    return select(GroupMember.staff_id).where(GroupMember.group_id == link.group_id)
+
+
+def _appointment_parts(
+    s: Session, link: FeedLink, start: dt.datetime, end: dt.datetime,
+    ids: set[int] | None = None,
+) -> EventParts:
+    """The VEVENT texts of the link's appointments in the window (of `ids` only, if given)."""
     column = _LEVEL_COLUMN[link.privacy]
-    team = link.scope != "staff"
     q = (
-        select(column, Appointment.timezone, Appointment.all_day, Staff.name, Appointment.id)
+        select(column, Appointment.timezone, Appointment.all_day, Staff.name, Appointment.id,
+               Appointment.first_occurrence)
         .join(Staff, Staff.id == Appointment.staff_id)
         .where(Appointment.company_id == link.company_id,
                Appointment.status != "cancelled",
                Appointment.last_occurrence > start,
                Appointment.first_occurrence < end)
-        .order_by(Appointment.first_occurrence, Appointment.id)
     )
     if link.scope == "staff":
         q = q.where(Appointment.staff_id == link.staff_id)
     elif link.scope == "group":
-        q = q.where(Appointment.staff_id.in_(
-            select(GroupMember.staff_id).where(GroupMember.group_id == link.group_id)))
-    vevents: list[str] = []
-    tzids: set[str] = set()
-    for text, timezone, all_day, staff_name, appt_id in s.execute(q):
+        q = q.where(Appointment.staff_id.in_(_members(link)))
+    if ids is not None:
+        q = q.where(Appointment.id.in_(ids))
+    team = link.scope != "staff"
+    parts: EventParts = {}
+    for text, timezone, all_day, staff_name, appt_id, first in s.execute(q):
         if text is None:  # written by a process without the renderer: render now
             appt = s.get(Appointment, appt_id)
             assert appt is not None
             text = ical.render_appointment(appt, link.privacy)
-        if not all_day:
-            tzids.add(timezone)
-        vevents.append(ical.with_staff_name(text, staff_name) if team else text)
-    if team:
-        bq = (
-            select(BlockedTime.feed_busy, BlockedTime.id, BlockedTime.ical,
-                   BlockedTime.updated_at, Staff.timezone)
-            .join(Staff, Staff.id == BlockedTime.staff_id)
-            .where(BlockedTime.company_id == link.company_id,
-                   BlockedTime.last_occurrence > start,
-                   BlockedTime.first_occurrence < end)
-            .order_by(BlockedTime.first_occurrence, BlockedTime.id)
-        )
-        if link.scope == "group":
-            bq = bq.where(BlockedTime.staff_id.in_(
-                select(GroupMember.staff_id).where(GroupMember.group_id == link.group_id)))
-        for text, row_id, raw, updated_at, timezone in s.execute(bq):
-            if text is None:
-                try:
-                    text = _render_blocked(raw, row_id, updated_at, timezone)
-                except Exception:  # one unreadable item must not take the feed down
-                    log.warning("blocked time %s could not be rendered; left out", row_id)
-                    continue
-            tzids |= ical.tzids_in(text)
-            vevents.append(text)
-    header = ical.FeedHeader(target.name, target.timezone, refresh_minutes)
-    body = ical.assemble_feed(header, vevents, tzids).encode()
+        if team:
+            text = ical.with_staff_name(text, staff_name)
+        key = ((first - _EPOCH) // _MICROSECOND, appt_id)
+        parts[appt_id] = (key, text, None if all_day else timezone)
+    return parts
+
+
+def _blocked_parts(
+    s: Session, link: FeedLink, start: dt.datetime, end: dt.datetime
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """Blocked time as "Busy" (group and company feeds only: a staff member
+    already has their own blocked time in their calendar)."""
+    if link.scope == "staff":
+        return (), frozenset()
+    q = (
+        select(BlockedTime.feed_busy, BlockedTime.id, BlockedTime.ical,
+               BlockedTime.updated_at, Staff.timezone)
+        .join(Staff, Staff.id == BlockedTime.staff_id)
+        .where(BlockedTime.company_id == link.company_id,
+               BlockedTime.last_occurrence > start,
+               BlockedTime.first_occurrence < end)
+        .order_by(BlockedTime.first_occurrence, BlockedTime.id)
+    )
+    if link.scope == "group":
+        q = q.where(BlockedTime.staff_id.in_(_members(link)))
+    texts: list[str] = []
+    tzids: set[str] = set()
+    for text, row_id, raw, updated_at, timezone in s.execute(q):
+        if text is None:
+            try:
+                text = _render_blocked(raw, row_id, updated_at, timezone)
+            except Exception:  # one unreadable item must not take the feed down
+                log.warning("blocked time %s could not be rendered; left out", row_id)
+                continue
+        tzids |= ical.tzids_in(text)
+        texts.append(text)
+    return tuple(texts), frozenset(tzids)
+
+
+def _apply_changes(
+    s: Session, link: FeedLink, previous: FeedParts, since: int, start: dt.datetime,
+    end: dt.datetime,
+) -> FeedParts | None:
+    """The previous parts with the appointments changed after `since` fetched
+    again, or None when the changes need a full rebuild."""
+    entries = s.execute(
+        select(ChangeEntry.entity, ChangeEntry.entity_id)
+        .where(ChangeEntry.company_id == link.company_id, ChangeEntry.seq > since)
+        .limit(MAX_DELTA + 1)
+    ).all()
+    if len(entries) > MAX_DELTA or any(e.entity not in DELTA_ENTITIES for e in entries):
+        return None
+    ids = {e.entity_id for e in entries if e.entity == "appointment"}
+    events = dict(previous.events)  # a copy: the previous body may still be in use
+    for appt_id in ids:
+        events.pop(appt_id, None)
+    if ids:
+        events.update(_appointment_parts(s, link, start, end, ids))
+    return FeedParts(previous.header, events, previous.blocked, previous.blocked_tzids)
+
+
+def build_feed(
+    s: Session, link_id: int, *, today: dt.date, days_back: int, days_ahead: int,
+    refresh_minutes: int, warn_bytes: int, previous: FeedBody | None = None,
+    since: int | None = None,
+) -> FeedBody:
+    """The whole feed of a link from the cached VEVENT texts.
+
+    With `previous` (the body built for change-log position `since`, same
+    window and settings), only the appointments changed since are read
+    again; otherwise one query for the appointments (and one for blocked
+    time in group and company feeds)."""
+    link = s.get(FeedLink, link_id)
+    if link is None:
+        raise NotFound("no such feed")
+    start, end = window(today, days_back, days_ahead)
+    parts = None
+    if previous is not None and previous.parts is not None and since is not None:
+        parts = _apply_changes(s, link, previous.parts, since, start, end)
+    if parts is None:
+        target = _target(s, link)
+        blocked, blocked_tzids = _blocked_parts(s, link, start, end)
+        parts = FeedParts(ical.FeedHeader(target.name, target.timezone, refresh_minutes),
+                          _appointment_parts(s, link, start, end), blocked, blocked_tzids)
+    ordered = sorted(parts.events.values(), key=lambda p: p[0])
+    tzids = {tz for _, _, tz in ordered if tz is not None} | parts.blocked_tzids
+    vevents = [text for _, text, _ in ordered]
+    vevents.extend(parts.blocked)
+    body = ical.assemble_feed(parts.header, vevents, tzids).encode()
     if len(body) > warn_bytes:
         log.warning("feed link %s is %d bytes (warn_bytes %d): Google drops feeds past about 1 MB",
                     link.id, len(body), warn_bytes)
@@ -367,4 +449,5 @@ def build_feed(
     # change-log entry: Last-Modified is never older than the window's day.
     day_start = dt.datetime.combine(today, dt.time(), dt.UTC)
     modified = max(last_change or day_start, day_start).replace(microsecond=0)
-    return FeedBody(body, etag, format_datetime(modified, usegmt=True), modified, len(vevents))
+    return FeedBody(body, etag, format_datetime(modified, usegmt=True), modified, len(vevents),
+                    parts)

@@ -237,3 +237,31 @@ def test_blocked_time_in_a_windows_zone_becomes_iana() -> None:
             assert line.endswith("Z") or ";TZID=" in line
             break
     assert ";TZID=W. Europe" not in rendered.text
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+
+
+@given(
+    zone=st.sampled_from(ZONES),
+    start=st.datetimes(min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 12, 31),
+                       timezones=st.just(dt.UTC)).map(lambda d: d.replace(microsecond=0)),
+    minutes=st.integers(min_value=5, max_value=600),
+    service=texts, customer=texts, location=texts, notes=texts,
+    level=st.sampled_from(ical.PRIVACY_LEVELS),
+)
+@settings(max_examples=150, deadline=None)
+def test_rendered_events_parse_back_to_the_same_instant_and_uid(
+    zone: str, start: dt.datetime, minutes: int, service: str, customer: str, location: str,
+    notes: str, level: str,
+) -> None:
+    appt = Appt(start_at=start, end_at=start + dt.timedelta(minutes=minutes), timezone=zone,
+                service_name=service, customer_name=customer, location=location, notes=notes)
+    text = ical.render_appointment(appt, level)
+    feed = ical.assemble_feed(ical.FeedHeader("x", zone), [text], [zone])
+    event = icalendar.Calendar.from_ical(feed).walk("VEVENT")[0]
+    assert event.decoded("DTSTART") == start
+    assert event.decoded("DTEND") == start + dt.timedelta(minutes=minutes)
+    assert str(event["UID"]) == (appt.uid if level != "busy" else ical.busy_uid(appt.uid))
+    if level == "busy":
+        assert str(event["SUMMARY"]) == "Busy"

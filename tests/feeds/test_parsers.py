@@ -150,7 +150,8 @@ async def test_demo_feeds_parse_the_same_in_three_parsers(
 def test_links_from_the_service_match_the_demo(db: Database, settings: Settings) -> None:
     info = load_demo(db, settings)
     with db.sync_session() as s:
-        links = service.list_feeds(s, 1)
+        company = s.execute(select(Company).where(Company.slug == info["company"])).scalar_one()
+        links = service.list_feeds(s, company.id)
         urls = {service.link_json(s, link, settings.secret(), settings.base_url)["urls"]["https"]
                 for link in links}
     assert {line.rsplit(": ", 1)[1] for line in info["feeds"]} == urls
