@@ -228,7 +228,10 @@ class Storage(storage.BaseStorage):  # type: ignore[misc]
         try:
             with db.sync_session(write=write) as s:
                 if write and user and not db.is_sqlite:
-                    s.execute(select(Staff.id).where(Staff.email == user).with_for_update())
+                    # FOR NO KEY UPDATE: serialises this user's CalDAV writers without
+                    # blocking the foreign-key checks of booking-API writes (no deadlock).
+                    s.execute(select(Staff.id).where(Staff.email == user)
+                              .with_for_update(key_share=True))
                 previous = (getattr(_local, "session", None), getattr(_local, "writing", False),
                             getattr(_local, "staff", None))
                 _local.session, _local.writing, _local.staff = s, write, {}
