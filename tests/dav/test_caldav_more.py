@@ -57,19 +57,10 @@ def test_booking_api_racing_caldav_put_loses_nothing(
             text, etag, href = appt.dav_text, appt.etag, appt.href
         moved = text.replace("T093000", "T140000").replace("T103000", "T150000")
 
-        def api() -> None:
-            with db.sync_session(write=True) as s:
-                repo.update_appointment(s, anna.company_id, appt_id,
-                                        {"notes": "from the booking system"},
-                                        repo.Actor("api", "booking"))
-
-        def put() -> int:
-            return raw(live, anna, "PUT", anna.calendar_path + href, moved,
-                       {"Content-Type": "text/calendar", "If-Match": f'"{etag}"'}).status_code
-
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            api_done = pool.submit(api)
-            status = pool.submit(put).result()
+            api_done = pool.submit(_api_note, db, anna, appt_id)
+            status = pool.submit(raw, live, anna, "PUT", anna.calendar_path + href, moved, {
+                "Content-Type": "text/calendar", "If-Match": f'"{etag}"'}).result().status_code
             api_done.result()
         with db.sync_session() as s:
             row = s.get(Appointment, appt_id)
@@ -80,3 +71,9 @@ def test_booking_api_racing_caldav_put_loses_nothing(
             else:
                 assert status == 412
                 assert row.start_at == dt.datetime(2026, 5, 4, 7, 30, tzinfo=dt.UTC)
+
+
+def _api_note(db: Database, who: StaffLogin, appt_id: int) -> None:
+    with db.sync_session(write=True) as s:
+        repo.update_appointment(s, who.company_id, appt_id, {"notes": "from the booking system"},
+                                repo.Actor("api", "booking"))
