@@ -50,6 +50,10 @@ class Receiver:
         if self.handler is not None:
             result: web.StreamResponse = await self.handler(request)
             return result
+        return await self.accept(request)
+
+    async def accept(self, request: web.Request) -> web.StreamResponse:
+        """Verify the signature and record the message (or answer 401)."""
         body = await request.read()
         headers = dict(request.headers)
         verified = False

@@ -306,3 +306,47 @@ async def test_only_part_of_a_huge_answer_is_read(client: Any, tenant: Tenant,
     resp = await client.get(f"{HOOKS}/{ep['id']}/deliveries/{items[0]['id']}",
                             headers=tenant.headers)
     assert len((await resp.json())["attempt_log"][0]["response"]) == 500
+
+
+async def test_flaky_receiver_still_gets_the_complete_sequence_in_order(
+        client: Any, tenant: Tenant, receiver: Receiver) -> None:
+    """At least once and complete: a receiver that fails every third request
+    ends up with every event, first seen in sequence order."""
+    calls = {"n": 0}
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            return web.Response(status=500, text="hiccup")
+        return await receiver.accept(request)
+
+    receiver.handler = flaky
+    await add_endpoint(client, tenant, receiver, ["staff.created"])
+    for n in range(15):
+        await add_staff(client, tenant, n)
+    resp = await client.get("/api/v1/changes", headers=tenant.headers)
+    expected = [e["seq"] for e in (await resp.json())["items"] if e["type"] == "staff.created"]
+    await receiver.wait_for(lambda: {r.seq for r in receiver.got} >= set(expected), 15)
+    first_seen = list(dict.fromkeys(r.seq for r in receiver.got))
+    assert first_seen == expected
+    assert calls["n"] > len(expected)  # some were retried
+
+
+async def test_a_crashed_workers_lease_expires_and_another_resumes(
+        aiohttp_client: Any, db_url: str, tmp_path: Path, tenant: Tenant, db: Any,
+        receiver: Receiver) -> None:
+    from bridge.notify import webhooks_service as svc
+
+    settings = fast_settings(db_url, tmp_path, webhooks={"worker": False})
+    api: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    await add_endpoint(api, tenant, receiver, ["staff.created"])
+    await add_staff(api, tenant, 1)
+    # A worker claims the endpoint and dies before sending (no release).
+    with db.sync_session(write=True) as s:
+        jobs = svc.claim(s, "crashed-worker", 8, 0.5, settings.secret())
+    assert len(jobs) == 1
+    await aiohttp_client(create_app(fast_settings(db_url, tmp_path)))  # a live worker
+    await asyncio.sleep(0.3)
+    assert receiver.got == []  # the lease still holds
+    await receiver.wait_for(lambda: len(receiver.got) == 1, 5)
+    assert receiver.got[0].payload["data"]["data"]["after"]["email"] == "s1@acme.test"
