@@ -7,6 +7,7 @@ webhook; fixing it, exactly one recovery notice of each."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,16 @@ from bridge.demo import load_demo
 from tests.conftest import make_settings
 from tests.sync.conftest import SYNC, IcsSource, Radicale, Slack, Smtp, poll
 from tests.sync.test_caldav_sync import _event_ics
-from tests.webhooks.conftest import FAST, Receiver
-from tests.webhooks.conftest import receiver  # noqa: F401 (fixture)
+from tests.webhooks.conftest import FAST, Receiver, free_port
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """The booking system's signed-webhook receiver (from tests/webhooks)."""
+    r = Receiver(free_port())
+    await r.start()
+    yield r
+    await r.stop()
 
 
 # The demo's few hundred appointments take a while to load; every step here
