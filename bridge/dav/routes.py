@@ -174,9 +174,14 @@ async def dav_handler(request: web.Request) -> web.StreamResponse:
     limit = mount.settings.caldav.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        return _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65_536):
+        size += len(chunk)
+        if size > limit:  # a chunked body without Content-Length
+            return _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     text: str | None = None
     if request.method == "PUT":
         try:

@@ -288,3 +288,20 @@ def test_two_companies_do_not_share_login(db: Database, settings: object) -> Non
     add_staff(db, t.company_id, "x@third.example")
     with pytest.raises(Exception):  # noqa: B017 - the email is the login: unique globally
         add_staff(db, t.company_id, "x@third.example")
+
+
+def test_oversized_chunked_body_is_413(live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    import requests
+
+    def body() -> object:
+        head = EVENT.format(uid="chunked").split("SUMMARY")[0]
+        yield head.encode()
+        for _ in range(40):
+            yield ("X-PAD:" + "a" * 9000 + "\r\n").encode()
+
+    before = written(db)
+    response = requests.put(live.url + anna.calendar_path + "chunked.ics", data=body(),
+                            auth=(anna.email, anna.password), timeout=30,
+                            headers={"Content-Type": "text/calendar"})
+    assert response.status_code == 413
+    assert written(db) == before
