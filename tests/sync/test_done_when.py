@@ -43,6 +43,7 @@ async def test_demo_staff_links_calendars_and_gets_one_notice_per_incident(
     db = Database(settings.database)
     info = load_demo(db, settings)
     db.sync_engine.dispose()
+    assert any("calendar-link add" in line for line in info["calendar_links"])
     headers = {"Authorization": f"Bearer {info['api_key']}"}
     anna = next(p for p in info["staff"] if p["email"].startswith("anna"))
     client = await aiohttp_client(create_app(settings))
