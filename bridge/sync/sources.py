@@ -102,36 +102,51 @@ async def check_address(url: str, allow_private: bool) -> None:
 async def read_ics(http: aiohttp.ClientSession, url: str, *, etag: str, last_modified: str,
                    timeout_s: float, max_bytes: int, allow_private: bool,
                    conditional: bool = True) -> ReadResult:
+    """One conditional GET; redirects are followed by hand (at most 5), each
+    target checked like the first, so a redirect cannot reach a private
+    address the link itself could not."""
     shown = display_url(url)
-    await check_address(url, allow_private)
     headers = {"Accept": "text/calendar, */*;q=0.5", "User-Agent": "calbridge/1 (calendar sync)"}
     if conditional and etag:
         headers["If-None-Match"] = etag
     if conditional and last_modified:
         headers["If-Modified-Since"] = last_modified
     try:
-        async with http.get(url, headers=headers, allow_redirects=True, max_redirects=5,
-                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            if resp.status == 304:
-                return ReadResult(False, etag=etag, last_modified=last_modified)
-            if resp.status in (401, 403):
-                raise SourceError("auth", f"{shown} refused access (HTTP {resp.status})")
-            if resp.status in (404, 410):
-                raise SourceError("gone", f"{shown} is not there (HTTP {resp.status})")
-            if resp.status != 200:
-                raise SourceError("http", f"{shown} answered HTTP {resp.status}")
-            body = await resp.content.read(max_bytes + 1)
-            if len(body) > max_bytes:
-                raise SourceError("invalid", f"{shown} is larger than {max_bytes} bytes")
-            return ReadResult(True, [body.decode("utf-8-sig", errors="replace")],
-                              etag=resp.headers.get("ETag", ""),
-                              last_modified=resp.headers.get("Last-Modified", ""))
+        async with asyncio.timeout(timeout_s):
+            for _ in range(6):
+                await check_address(url, allow_private)
+                async with http.get(url, headers=headers, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = normalise_url(urljoin(url, resp.headers["Location"]), "url")
+                        continue
+                    return await _ics_response(resp, shown, etag, last_modified, max_bytes)
+            raise SourceError("http", f"{shown} redirects too often")
     except TimeoutError:
         raise SourceError("timeout", f"{shown} did not answer within {timeout_s:g} s") from None
-    except aiohttp.TooManyRedirects:
-        raise SourceError("http", f"{shown} redirects too often") from None
+    except Invalid:
+        raise SourceError("http", f"{shown} redirects to an address that is not http(s)") from None
     except aiohttp.ClientError as exc:
         raise SourceError("network", f"cannot read {shown}: {type(exc).__name__}") from None
+
+
+async def _ics_response(resp: aiohttp.ClientResponse, shown: str, etag: str,
+                        last_modified: str, max_bytes: int) -> ReadResult:
+    if resp.status == 304:
+        return ReadResult(False, etag=etag, last_modified=last_modified)
+    if resp.status in (401, 403):
+        raise SourceError("auth", f"{shown} refused access (HTTP {resp.status})")
+    if resp.status in (404, 410):
+        raise SourceError("gone", f"{shown} is not there (HTTP {resp.status})")
+    if resp.status != 200:
+        raise SourceError("http", f"{shown} answered HTTP {resp.status}")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(65_536):
+        body += chunk
+        if len(body) > max_bytes:
+            raise SourceError("invalid", f"{shown} is larger than {max_bytes} bytes")
+    return ReadResult(True, [bytes(body).decode("utf-8-sig", errors="replace")],
+                      etag=resp.headers.get("ETag", ""),
+                      last_modified=resp.headers.get("Last-Modified", ""))
 
 
 # --- CalDAV -------------------------------------------------------------------

@@ -212,3 +212,67 @@ def _pin_window(monkeypatch: Any, now: dt.datetime = MON - dt.timedelta(days=1))
 
 
 ROOT_INVALID = SAMPLES / "invalid"
+
+
+async def test_redirects_are_followed_checked_and_bounded(
+        aiohttp_server: Any, app_client: Any, tenant: Tenant, ics: IcsSource, db: Any,
+        monkeypatch: Any) -> None:
+    from aiohttp import web
+
+    from bridge.sync.sources import SourceError, check_address
+
+    _pin_window(monkeypatch)
+    app = web.Application()
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(ics.url)
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def ftp(request: web.Request) -> web.Response:
+        raise web.HTTPFound("ftp://files.example.com/cal.ics")
+
+    app.router.add_get("/moved.ics", moved)
+    app.router.add_get("/loop", loop)
+    app.router.add_get("/ftp", ftp)
+    server = await aiohttp_server(app)
+    staff = await make_staff(app_client, tenant)
+    ics.add("x", MON.replace(hour=9), MON.replace(hour=10))
+    for path in ("/moved.ics", "/loop", "/ftp"):
+        await link_ics(app_client, tenant, staff, str(server.make_url(path)))
+    reports = {r.link_id: r.outcome for r in await poll(app_client)}
+    outcomes = [reports[k] for k in sorted(reports)]
+    assert outcomes[0].ok and outcomes[0].busy is not None and len(outcomes[0].busy) == 1
+    assert outcomes[1].error is not None and "redirects too often" in outcomes[1].error.message
+    assert outcomes[2].error is not None and "not http(s)" in outcomes[2].error.message
+    for private in ("http://127.0.0.1/a.ics", "http://10.1.2.3/a.ics", "http://[::1]/a.ics"):
+        try:
+            await check_address(private, allow_private=False)
+        except SourceError as exc:
+            assert exc.kind == "forbidden"
+        else:
+            raise AssertionError(private)
+
+
+async def test_a_feed_larger_than_the_limit_keeps_the_snapshot(
+        aiohttp_client: Any, tenant: Tenant, ics: IcsSource, db_url: str, tmp_path: Any,
+        db: Any, monkeypatch: Any) -> None:
+    from bridge.app import create_app
+    from tests.conftest import make_settings
+    from tests.sync.conftest import SYNC
+
+    _pin_window(monkeypatch)
+    client = await aiohttp_client(create_app(make_settings(
+        db_url, tmp_path, sync={**SYNC, "max_bytes": 200_000})))
+    staff = await make_staff(client, tenant)
+    await link_ics(client, tenant, staff, ics.url)
+    ics.add("x", MON.replace(hour=9), MON.replace(hour=10))
+    await poll(client)
+    assert count_rows(db, "external_busy") == 1
+    for i in range(1500):  # ~200 kB of events
+        ics.add(f"e{i}", MON.replace(hour=11), MON.replace(hour=12))
+    [report] = await poll(client)
+    assert report.outcome.error is not None
+    assert "larger than 200000 bytes" in report.outcome.error.message
+    assert count_rows(db, "external_busy") == 1
