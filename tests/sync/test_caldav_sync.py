@@ -114,6 +114,15 @@ async def test_confirmed_appointments_are_written_and_follow_changes(
     await tick(app_client)
     assert len(remote()) == 1
 
+    # Given to a colleague: it leaves this calendar; given back, it returns.
+    other = await make_staff(app_client, tenant, "ben@acme.example")
+    for owner, expected in ((other, 0), (staff, 1)):
+        resp = await app_client.patch(f"/api/v1/appointments/{appt['id']}",
+                                      headers=tenant.headers, json={"staff_id": owner})
+        assert resp.status == 200
+        await tick(app_client)
+        assert len(remote()) == expected
+
     await app_client.post(f"/api/v1/appointments/{appt['id']}/cancel", headers=tenant.headers)
     await tick(app_client)
     assert remote() == []

@@ -140,7 +140,12 @@ async def test_source_that_disappears_and_comes_back_sends_one_notice_each_way(
 
 async def test_401_is_auth_failed_at_once(app_client: Any, tenant: Tenant, ics: IcsSource,
                                           smtp: Smtp, db: Any, monkeypatch: Any) -> None:
+    from bridge.db.models import AdminUser
+
     _pin_window(monkeypatch)
+    with db.sync_session(write=True) as s:
+        s.add(AdminUser(company_id=tenant.company_id, email="boss@acme.example",
+                        password_hash="-"))
     staff = await make_staff(app_client, tenant)
     link = await link_ics(app_client, tenant, staff, ics.url)
     ics.mode = "401"
@@ -149,7 +154,10 @@ async def test_401_is_auth_failed_at_once(app_client: Any, tenant: Tenant, ics: 
     assert (await read_link(app_client, tenant, staff, link["id"]))["health"] == "auth_failed"
     await poll(app_client)
     assert len(smtp.messages) == 1
-    assert "password refused" in smtp.messages[0][1]["Subject"]
+    rcpt, msg = smtp.messages[0]
+    assert "password refused" in msg["Subject"]
+    assert sorted(rcpt) == ["anna@acme.example", "boss@acme.example"]
+    assert (msg["To"], msg["Cc"]) == ("anna@acme.example", "boss@acme.example")
 
 
 async def test_recurrence_and_dst_in_staff_zone(app_client: Any, tenant: Tenant,

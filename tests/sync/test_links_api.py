@@ -158,3 +158,15 @@ def test_rotated_credentials_key_still_decrypts(settings: Settings) -> None:
         assert "credentials_key" in str(exc)
     else:
         raise AssertionError("decrypted with the wrong key")
+
+
+async def test_webcal_addresses_are_read_over_https(app_client: Any, tenant: Tenant, db: Any,
+                                                    sync_settings: Settings) -> None:
+    staff = await make_staff(app_client, tenant)
+    link = await link_ics(app_client, tenant, staff,
+                          "webcal://p01-calendars.example.com/published/2/SECRETTOKEN")
+    assert link["url"] == "https://p01-calendars.example.com/published/…"
+    with db.sync_session() as s:
+        token = s.execute(text("SELECT credentials FROM calendar_links")).scalar_one()
+    assert crypto.decrypt(sync_settings, token) == {
+        "url": "https://p01-calendars.example.com/published/2/SECRETTOKEN"}
