@@ -14,6 +14,8 @@ In one run, against a real `calbridge` worker process (SQLite by default,
   `--seconds`): p50/p99 from sending the PUT, and from the PUT's answer;
   against the floor, a bare signed POST from this process to the same
   receiver. Every webhook is checked against its PUT (and its signature).
+  Meanwhile a client long-polls the change feed (`wait=25`): the time from
+  the PUT's answer to the feed returning the entry.
 
     .venv/bin/python bench/changes_bench.py [--db postgresql] [--entries 20000]
         [--rate 5] [--seconds 10] [--quick]
@@ -238,6 +240,31 @@ async def latency(base: str, info: dict[str, Any], rate: float, seconds: float,
 
         sent: dict[str, tuple[float, float]] = {}
         errors = 0
+        polled: dict[str, float] = {}  # when a long poll on the feed returned each edit
+        async with http.get(f"{base}/api/v1/changes", headers=headers,
+                            params={"limit": 1000}) as r:
+            cursor = (await r.json())["next_cursor"]
+        while True:
+            async with http.get(f"{base}/api/v1/changes", headers=headers,
+                                params={"limit": 1000, "after": cursor}) as r:
+                page = await r.json()
+            cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+
+        async def follow() -> None:
+            nonlocal cursor
+            while True:
+                async with http.get(f"{base}/api/v1/changes", headers=headers,
+                                    params={"after": cursor, "wait": 25}) as r:
+                    page = await r.json()
+                now = time.perf_counter()
+                for e in page["items"]:
+                    if e["type"] == "appointment.rescheduled":
+                        polled[e["data"]["after"]["start"]] = now
+                cursor = page["next_cursor"]
+
+        follower = asyncio.create_task(follow())
 
         async def move(n: int) -> None:
             nonlocal errors
@@ -277,6 +304,8 @@ async def latency(base: str, info: dict[str, Any], rate: float, seconds: float,
                 break
             await asyncio.sleep(0.05)
 
+        follower.cancel()
+
         # The floor: a signed POST from here straight to the receiver.
         floor = []
         key = [secret_key(receiver.secret)]
@@ -288,17 +317,20 @@ async def latency(base: str, info: dict[str, Any], rate: float, seconds: float,
                 await r.read()
             floor.append((time.perf_counter() - t0) * 1000)  # the whole round trip
     await runner.cleanup()
-    from_send, from_answer, missing = [], [], 0
+    from_send, from_answer, feed, missing = [], [], [], 0
     for k, (t0, t1) in sent.items():
         t = _match(k, receiver.arrived)
-        if t is None:
+        p = _match(k, polled)
+        if t is None or p is None:
             missing += 1
             continue
         from_send.append((t - t0) * 1000)
         from_answer.append((t - t1) * 1000)
+        feed.append((p - t1) * 1000)
     return {"puts": len(sent), "put_errors": errors, "missing": missing,
             "bad_signatures": receiver.bad, "from_put_sent": _dist(from_send),
-            "from_put_answered": _dist(from_answer), "floor_signed_post": _dist(floor)}
+            "from_put_answered": _dist(from_answer), "long_poll_from_put_answered": _dist(feed),
+            "floor_signed_post": _dist(floor)}
 
 
 def _match(utc_start: str, arrived: dict[str, float]) -> float | None:
@@ -386,9 +418,10 @@ def main() -> int:
           f"{lat['bad_signatures']}, PUT errors {lat['put_errors']})")
     floor = lat["floor_signed_post"]
     for label, key in (("from PUT sent", "from_put_sent"), ("from PUT answered", "from_put_answered"),
+                       ("feed long poll, from PUT answered", "long_poll_from_put_answered"),
                        ("floor: bare signed POST", "floor_signed_post")):
         d = lat[key]
-        print(f"  {label:<24} p50 {d['p50_ms']:>8.2f} ms   p99 {d['p99_ms']:>8.2f} ms"
+        print(f"  {label:<34} p50 {d['p50_ms']:>8.2f} ms   p99 {d['p99_ms']:>8.2f} ms"
               + ("" if key == "floor_signed_post" else
                  f"   (x{d['p50_ms'] / floor['p50_ms']:.1f} / x{d['p99_ms'] / floor['p99_ms']:.1f} "
                  "the floor)"))

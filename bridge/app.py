@@ -22,7 +22,6 @@ from bridge.api.http import conditional_get_middleware
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
 from bridge.availability import routes as availability_routes
-from bridge.changes import listen as change_listen
 from bridge.changes import routes as change_routes
 from bridge.config import Settings
 from bridge.db.engine import Database
@@ -107,10 +106,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes.routes)
-    app.router.add_routes(change_routes.routes)
+    change_routes.setup(app)
     app.router.add_routes(webhooks_routes.routes)
     app.cleanup_ctx.append(webhooks_worker.worker_ctx)
-    app.cleanup_ctx.append(change_listen.listener_ctx)
     app.router.add_routes(sync_routes.routes)
     app.router.add_routes(availability_routes.routes)
     app.cleanup_ctx.append(syncer_ctx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from bridge.config import Settings
@@ -16,3 +18,5 @@ METRICS = web.AppKey("metrics", Metrics)
 SECRET = web.AppKey("secret", bytes)
 SYNCER = web.AppKey("calendar_syncer", Syncer)
 FEEDS = web.AppKey("feeds", FeedServer)
+# Set when the server shuts down: long polls on the change feed answer at once.
+CHANGES_STOPPING = web.AppKey("changes_stopping", asyncio.Event)

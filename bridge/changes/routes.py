@@ -10,14 +10,17 @@ retention, 422 for a bad limit or wait.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from bridge.api.auth import company_id
 from bridge.api.http import json_response, only_params, query_int
 from bridge.api.openapi import _json, _problem, _q, add_paths, op, ref
 from bridge.changes import service
+from bridge.changes.listen import listener_ctx
 from bridge.errors import Invalid
-from bridge.keys import DB, SECRET, SETTINGS
+from bridge.keys import CHANGES_STOPPING, DB, SECRET, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -35,13 +38,33 @@ async def list_changes(request: web.Request) -> web.Response:
     wait = query_int(request, "wait", 0, low=0, high=settings.max_wait_seconds)
     page = await db.read(service.read_changes, cid, after, limit, secret)
     if not page.entries and wait > 0:
-        if await service.wait_for_changes(db, cid, page.last_seq, wait, settings.poll_ms / 1000):
+        stopping = request.app[CHANGES_STOPPING]
+
+        def give_up() -> bool:  # the client left, or the server is stopping
+            transport = request.transport
+            return stopping.is_set() or transport is None or transport.is_closing()
+
+        if await service.wait_for_changes(db, cid, page.last_seq, wait, settings.poll_ms / 1000,
+                                          give_up=give_up):
             page = await db.read(service.read_changes, cid, page.last_seq, limit, secret)
     return json_response({
         "items": page.entries,
         "next_cursor": service.encode_cursor(secret, cid, page.last_seq),
         "has_more": page.last_seq < page.head,
     }, headers={"Cache-Control": "no-store"})
+
+
+def setup(app: web.Application) -> None:
+    """Routes, the PostgreSQL listener, and ending long polls at shutdown."""
+    app[CHANGES_STOPPING] = asyncio.Event()
+
+    async def stopping(app: web.Application) -> None:
+        app[CHANGES_STOPPING].set()
+        service.SIGNAL.notify()
+
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(listener_ctx)
+    app.on_shutdown.append(stopping)
 
 
 @routes.get("/api/v1/changes/event-types", name="change_event_types")

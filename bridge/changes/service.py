@@ -266,16 +266,15 @@ def _forget_changes(session: Session) -> None:
 
 async def wait_for_changes(db: Database, company_id: int, after: int, seconds: float,
                            poll_seconds: float,
-                           clock: Callable[[], float] | None = None) -> bool:
+                           give_up: Callable[[], bool] = lambda: False) -> bool:
     """Wait until the company's log has an entry after `after`, at most
-    `seconds`; True if one arrived."""
+    `seconds` (or until `give_up()`); True if one arrived."""
     loop = asyncio.get_running_loop()
-    now = clock or loop.time
-    deadline = now() + seconds
+    deadline = loop.time() + seconds
     while True:
         if await db.read(head_seq, company_id) > after:
             return True
-        left = deadline - now()
-        if left <= 0:
+        left = deadline - loop.time()
+        if left <= 0 or give_up():
             return False
         await SIGNAL.wait(min(poll_seconds, left))

@@ -226,3 +226,17 @@ def test_every_logged_type_is_in_the_catalogue() -> None:
             written |= set(re.findall(r'kind = "([a-z_]+\.[a-z_]+)"', text))
     assert len(written) > 20
     assert written - set(service.EVENT_TYPES) == set()
+
+
+async def test_stopping_the_server_ends_long_polls(aiohttp_client: Any, settings: Any,
+                                                   tenant: Tenant) -> None:
+    client = await aiohttp_client(create_app(settings))
+    _, page = await get_json(client, tenant, CHANGES)
+    poll = asyncio.create_task(get_json(client, tenant, CHANGES, after=page["next_cursor"], wait=25))
+    await asyncio.sleep(0.3)
+    start = time.monotonic()
+    await client.server.close()
+    assert time.monotonic() - start < 3
+    status, got = await asyncio.wait_for(poll, 3)
+    assert status == 200 and got["items"] == []
+    await client.close()
