@@ -40,7 +40,7 @@ def _allow(request: web.Request) -> Any:
     return parse_networks(request.app[SETTINGS].webhooks.allow_networks)
 
 
-def _with_secret(request: web.Request, s: Session, ep: Any) -> dict[str, Any]:
+def _with_secret(request: web.Request, ep: Any) -> dict[str, Any]:
     return {**svc.endpoint_json(ep), "secret": svc.endpoint_secret(request.app[SECRET], ep)}
 
 
@@ -58,7 +58,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     body = await json_body(request)
     cid, allow, actor = company_id(request), _allow(request), _actor(request)
     data = await request.app[DB].write(
-        lambda s: _with_secret(request, s, svc.create_endpoint(s, cid, body, actor, allow)))
+        lambda s: _with_secret(request, svc.create_endpoint(s, cid, body, actor, allow)))
     return json_response(data, status=201, etag=f"v{data['version']}",
                          headers={"Location": f"/api/v1/webhooks/{data['id']}"})
 
@@ -106,7 +106,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     cid, wid = company_id(request), match_id(request, "webhook_id")
     grace = request.app[SETTINGS].webhooks.secret_grace_seconds
     data = await request.app[DB].write(lambda s: _with_secret(
-        request, s, svc.rotate_secret(s, cid, wid, _actor(request), grace)))
+        request, svc.rotate_secret(s, cid, wid, _actor(request), grace)))
     return json_response(data, etag=f"v{data['version']}", headers={"Cache-Control": "no-store"})
 
 
