@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.db import repo
-from bridge.db.models import Appointment, ChangeEntry, Group, Staff
+from bridge.db.models import Appointment, ChangeEntry, Group, GroupMember, Staff
 from bridge.domain.appointments import SOURCES, iso_start_end
 from bridge.errors import Invalid
 from bridge.web.describe import Described, describe
@@ -39,12 +39,18 @@ def staff_rows(s: Session, company_id: int, *, search: str = "",
     (case-insensitive substring), `group_id` keeps a group's members."""
     people = repo.list_staff(s, company_id, group_id=group_id)
     needle = search.strip().lower()
+    memberships: dict[int, list[str]] = {}
+    for staff_id, name in s.execute(  # one query, not one per staff member
+        select(GroupMember.staff_id, Group.name).join(Group, Group.id == GroupMember.group_id)
+        .where(Group.company_id == company_id).order_by(Group.id)
+    ):
+        memberships.setdefault(staff_id, []).append(name)
     rows = []
     for p in sorted(people, key=lambda p: p.name.lower()):
         if needle and needle not in p.name.lower() and needle not in p.email:
             continue
         rows.append(StaffRow(p.id, p.name, p.email, p.timezone, p.active,
-                             [g.name for g in p.groups]))
+                             memberships.get(p.id, [])))
     return rows
 
 
