@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SECRET = "bench-secret-" + "x" * 40
-SERVERS = ("calbridge", "calbridge-nolog", "bare")
+SERVERS = ("calbridge", "calbridge-nolog", "feeds-only", "bare")
 LOG = subprocess.DEVNULL if os.environ.get("BENCH_SERVER_LOG") != "1" else None
 HEADERS = {"Content-Type": "text/calendar; charset=utf-8"}
 
@@ -61,6 +61,26 @@ def serve_calbridge(db_url: str, port: int, access_log: bool) -> None:
         "CALBRIDGE_SERVER_ACCESS_LOG": "true" if access_log else "false",
     })
     run_worker(settings, reuse_port=False)
+
+
+def serve_feeds_only(db_url: str, port: int) -> None:
+    """The feed route alone (no access log, metrics, error or API-key
+    middleware): what the feed code itself costs."""
+    from aiohttp import web
+
+    from bridge import keys
+    from bridge.config import load_settings
+    from bridge.db.engine import Database
+    from bridge.feeds import routes
+
+    settings = load_settings(None, {
+        "CALBRIDGE_DATABASE_URL": db_url, "CALBRIDGE_SECURITY_SECRET_KEY": SECRET,
+        "CALBRIDGE_FEEDS_WARN_BYTES": str(10**9)})
+    app = web.Application()
+    app[keys.SETTINGS], app[keys.DB] = settings, Database(settings.database)
+    app[keys.SECRET] = settings.secret()
+    routes.setup(app)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def serve_bare(files: list[str], port: int) -> None:
@@ -378,7 +398,7 @@ def main() -> None:
                         help="SQLite only: keep the seeded database in DIR and reuse it next time")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved runs per figure; the best counts (a busy machine)")
-    parser.add_argument("--serve", choices=("calbridge", "calbridge-nolog", "bare"),
+    parser.add_argument("--serve", choices=SERVERS,
                         help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -386,6 +406,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve in ("calbridge", "calbridge-nolog"):
         return serve_calbridge(args.url, args.port, args.serve == "calbridge")
+    if args.serve == "feeds-only":
+        return serve_feeds_only(args.url, args.port)
     if args.serve == "bare":
         return serve_bare(args.files, args.port)
     if args.quick:
@@ -467,10 +489,13 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
                 "calbridge": url,
                 "calbridge-nolog": url.replace(str(ports["calbridge"]),
                                                str(ports["calbridge-nolog"])),
+                "feeds-only": url.replace(str(ports["calbridge"]), str(ports["feeds-only"])),
                 "bare": f"http://127.0.0.1:{ports['bare']}/bare/{i}.ics",
             }
         servers["calbridge-nolog"] = start(["--serve", "calbridge-nolog", "--url", db_url],
                                            ports["calbridge-nolog"])
+        servers["feeds-only"] = start(["--serve", "feeds-only", "--url", db_url],
+                                      ports["feeds-only"])
         servers["bare"] = start(["--serve", "bare", "--files", *files], ports["bare"])
         # Interleaved rounds, best of each: other load on the machine hits all alike.
         for name in ("staff", "company"):
@@ -493,16 +518,18 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
     loader = "wrk -t1" if shutil.which("wrk") else "aiohttp client"
     print(f"\nHTTP ({args.db}, {args.connections} connections, {args.seconds} s each, load: "
           f"{loader})")
-    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'bare':>9}{'ratio':>7}"
-          f"{'no-log ratio':>13}{'p50 ms':>17}{'p99 ms':>17}")
+    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'feeds only':>11}{'bare':>9}"
+          f"{'ratio':>7}{'no log':>7}{'feeds only':>11}   p50 / p99 ms")
     for name in ("staff", "company"):
         for kind in ("200", "304"):
-            c, n, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
-            print(f"{name:<9}{kind:<5}{c['rps']:>10,.0f}{n['rps']:>9,.0f}{b['rps']:>9,.0f}"
-                  f"{c['rps'] / b['rps']:>7.2f}{n['rps'] / b['rps']:>13.2f}"
-                  f"{c['p50_ms']:>6.2f}/{n['p50_ms']:.2f}/{b['p50_ms']:<5.2f}"
-                  f"{c['p99_ms']:>6.2f}/{n['p99_ms']:.2f}/{b['p99_ms']:<5.2f}")
-    print("  req/s; latency columns: calbridge/no log/bare; 'no log': access log turned off")
+            c, n, f, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
+            print(f"{name:<9}{kind:<5}{c['rps']:>10,.0f}{n['rps']:>9,.0f}{f['rps']:>11,.0f}"
+                  f"{b['rps']:>9,.0f}{c['rps'] / b['rps']:>7.2f}{n['rps'] / b['rps']:>7.2f}"
+                  f"{f['rps'] / b['rps']:>11.2f}   "
+                  + "  ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in (c, n, f, b)))
+    print("  req/s. calbridge: `calbridge serve`'s worker as deployed (access log on); no log:\n"
+          "  access log off; feeds only: the feed route in an app without the shared\n"
+          "  middlewares; bare: aiohttp returning the same bytes from memory. Ratios: / bare.")
     print(f"\nPeak memory: calbridge worker {server_mb:.0f} MB, bare handler {bare_mb:.0f} MB, "
           f"this process (seeding, rendering) {own_mb:.0f} MB")
     out = ROOT / "bench" / "results"
