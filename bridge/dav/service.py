@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any, Literal
@@ -40,6 +40,9 @@ from bridge.domain import caldav as mapping
 from bridge.errors import Forbidden, NotFound, PreconditionFailed, SyncTokenInvalid
 
 SYNC_PREFIX = "urn:calbridge:sync:"
+# Busy intervals are stored in pieces of at most this length, so a time-range
+# query scans only the index entries that start in [range start - CHUNK, end).
+CHUNK = dt.timedelta(days=7)
 ITEM_ENTITIES = ("appointment", "blocked_time")
 
 
@@ -65,8 +68,6 @@ class ItemRow:
     uid: str
     text: str
     etag: str  # unquoted
-    first: dt.datetime
-    last: dt.datetime
     updated_at: dt.datetime
     kind: Literal["appointment", "blocked_time"]
     id: int
@@ -101,26 +102,23 @@ def _appointment_text(appt: Appointment) -> str:
 
 
 def _appt_item(appt: Appointment) -> ItemRow:
-    return ItemRow(appt.href, appt.uid, _appointment_text(appt), appt.etag,
-                   appt.first_occurrence, appt.last_occurrence, appt.updated_at,
+    return ItemRow(appt.href, appt.uid, _appointment_text(appt), appt.etag, appt.updated_at,
                    "appointment", appt.id)
 
 
 def _blocked_item(b: BlockedTime) -> ItemRow:
-    return ItemRow(b.href, b.uid, b.ical, b.etag, b.first_occurrence, b.last_occurrence,
-                   b.updated_at, "blocked_time", b.id)
+    return ItemRow(b.href, b.uid, b.ical, b.etag, b.updated_at, "blocked_time", b.id)
 
 
 # Reads select columns, not ORM objects: a PROPFIND of 10,000 items stays cheap.
 _APPT_COLS = (
     Appointment.id, Appointment.href, Appointment.uid, Appointment.etag, Appointment.dav_text,
-    Appointment.dav_etag, Appointment.first_occurrence, Appointment.last_occurrence,
-    Appointment.updated_at, Appointment.all_day, Appointment.start_at, Appointment.end_at,
-    Appointment.start_date, Appointment.end_date,
+    Appointment.dav_etag, Appointment.updated_at, Appointment.all_day, Appointment.start_at,
+    Appointment.end_at, Appointment.start_date, Appointment.end_date,
 )
 _BLOCKED_COLS = (
     BlockedTime.id, BlockedTime.href, BlockedTime.uid, BlockedTime.ical, BlockedTime.etag,
-    BlockedTime.first_occurrence, BlockedTime.last_occurrence, BlockedTime.updated_at,
+    BlockedTime.updated_at,
 )
 
 
@@ -132,14 +130,12 @@ def _appt_rows(s: Session, q: Select[Appointment]) -> list[tuple[ItemRow, Any]]:
             appt = s.get(Appointment, r.id)
             assert appt is not None
             text = _appointment_text(appt)
-        out.append((ItemRow(r.href, r.uid, text, r.etag, r.first_occurrence, r.last_occurrence,
-                            r.updated_at, "appointment", r.id), r))
+        out.append((ItemRow(r.href, r.uid, text, r.etag, r.updated_at, "appointment", r.id), r))
     return out
 
 
 def _blocked_rows(s: Session, q: Select[BlockedTime]) -> list[ItemRow]:
-    return [ItemRow(r.href, r.uid, r.ical, r.etag, r.first_occurrence, r.last_occurrence,
-                    r.updated_at, "blocked_time", r.id)
+    return [ItemRow(r.href, r.uid, r.ical, r.etag, r.updated_at, "blocked_time", r.id)
             for r in s.execute(q.with_only_columns(*_BLOCKED_COLS)).all()]
 
 
@@ -209,7 +205,7 @@ def filtered_items(s: Session, scope: Scope, start: dt.datetime | None,
                    end: dt.datetime | None) -> list[tuple[ItemRow, bool]]:
     """Items that may overlap [start, end) (RFC 4791 §9.9), from the indexes
     only; the flag says the overlap is certain (no text needs parsing)."""
-    lo = start or mapping.FOREVER.replace(year=1)
+    lo = start or dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
     hi = end or mapping.FOREVER
     out: list[tuple[ItemRow, bool]] = []
     q = _appointments(scope).where(Appointment.first_occurrence < hi,
@@ -228,6 +224,7 @@ def filtered_items(s: Session, scope: Scope, start: dt.datetime | None,
         return out
     hits = select(BusyInterval.blocked_time_id).where(
         BusyInterval.staff_id == scope.staff_id, BusyInterval.start_at < hi,
+        BusyInterval.start_at >= lo - CHUNK,
         or_(BusyInterval.end_at > lo, and_(BusyInterval.end_at == BusyInterval.start_at,
                                            BusyInterval.start_at >= lo)))
     matched = select(BlockedTime).where(BlockedTime.staff_id == scope.staff_id,
@@ -435,10 +432,20 @@ def _put_blocked(s: Session, scope: Scope, actor: repo.Actor, href: str,
     row.updated_at = now
     s.flush()
     s.add_all(BusyInterval(blocked_time_id=row.id, staff_id=scope.staff_id,
-                           start_at=i.start, end_at=i.end) for i in obj.intervals)
+                           start_at=start, end_at=end) for start, end in _pieces(obj.intervals))
     repo.log_change(s, scope.company_id, kind, "blocked_time", row.id, actor, summary,
                     staff_id=scope.staff_id)
     return PutResult(_blocked_item(row), existing is None, exact=True)
+
+
+def _pieces(intervals: Iterable[mapping.Interval]) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """Each interval cut into pieces of at most CHUNK (zero-length ones kept)."""
+    for i in intervals:
+        start = i.start
+        while i.end - start > CHUNK:
+            yield start, start + CHUNK
+            start += CHUNK
+        yield start, i.end
 
 
 def delete_item(s: Session, scope: Scope, actor: repo.Actor, href: str) -> None:

@@ -352,3 +352,16 @@ def test_stale_if_match_is_412_and_changes_nothing(
     assert response.status_code == 412
     row = appointment(db, appt_id)
     assert row.notes == "" and row.start_at == dt.datetime(2026, 5, 4, 9, 0, tzinfo=dt.UTC)
+
+
+def test_long_blocked_time_found_in_its_middle(live: LiveServer, anna: StaffLogin) -> None:
+    cal = own_calendar(live, anna)
+    cal.save_event(RECURRING.split("BEGIN:VEVENT")[0] + (
+        "BEGIN:VEVENT\r\nUID:holiday@example.com\r\nDTSTAMP:20260101T000000Z\r\n"
+        "DTSTART;VALUE=DATE:20260701\r\nDTEND;VALUE=DATE:20260722\r\nSUMMARY:Holiday\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"))
+    hits = cal.search(start=dt.datetime(2026, 7, 12, tzinfo=dt.UTC),
+                      end=dt.datetime(2026, 7, 13, tzinfo=dt.UTC), event=True)
+    assert [str(h.icalendar_component["UID"]) for h in hits] == ["holiday@example.com"]
+    assert cal.search(start=dt.datetime(2026, 7, 22, tzinfo=dt.UTC),
+                      end=dt.datetime(2026, 7, 23, tzinfo=dt.UTC), event=True) == []
