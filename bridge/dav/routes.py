@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from typing import Any
 import radicale.config
 from aiohttp import web
 from multidict import CIMultiDict
+from radicale import pathutils as radicale_pathutils
 from radicale.app import Application as RadicaleApplication
 
 from bridge.api.auth import company_id
@@ -105,7 +107,17 @@ class DavMount:
 DAV = web.AppKey("dav", DavMount)
 
 
+def _memoise_radicale_paths() -> None:
+    """Radicale re-sanitises every href it writes into a multistatus
+    (`assert href == sanitize_path(href)` in `xmlutils.make_href`), which is
+    a third of a 500-item REPORT. The function is pure: remember its answers."""
+    if not hasattr(radicale_pathutils.sanitize_path, "cache_info"):
+        radicale_pathutils.sanitize_path = functools.lru_cache(maxsize=65_536)(
+            radicale_pathutils.sanitize_path)
+
+
 def build_mount(settings: Settings, db: Database) -> DavMount:
+    _memoise_radicale_paths()
     plugin_backend.register(settings, db)
     app = RadicaleApplication(radicale_config(settings))
     workers = max(4, min(32, settings.database.pool_size))
