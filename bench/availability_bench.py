@@ -82,7 +82,7 @@ def settings_for(url: str, **sync: Any) -> Settings:
         "CALBRIDGE_SERVER_ACCESS_LOG": "false"})
     return s.replace(sync={"enabled": False, "allow_private_addresses": True,
                            "jitter": 0.0, **sync},
-                     alerts={"email": False})
+                     alerts={"email": False}, webhooks={"worker": False})
 
 
 def make_db(kind: str, tmp: Path) -> str:

@@ -421,6 +421,7 @@ def record(s: Session, settings: Settings, worker: str, job: Job, outcome: Outco
     link.claimed_by, link.claimed_until = "", None
     if job.read:
         link.last_polled_at = now
+    if job.read or not link.check_conflicts:  # a write-only link is due again on changes
         link.next_poll_at = _next_poll(link, settings, now)
     if job.read and outcome.read_ok:
         if outcome.read_changed and outcome.busy is not None:

@@ -161,3 +161,21 @@ async def test_changed_password_alerts_once_and_recovers_once(
     assert len(smtp.messages) == 2 and len(slack.posts) == 2
     assert _link_events(db, link["id"]) == ["calendar_link.created", "calendar_link.failed",
                                             "calendar_link.updated", "calendar_link.recovered"]
+
+
+async def test_write_only_link_is_idle_until_an_appointment_changes(
+        app_client: Any, tenant: Tenant, radicale: Radicale) -> None:
+    user, password = radicale.add_user()
+    url = radicale.make_calendar(user, password)
+    staff = await make_staff(app_client, tenant)
+    await link_caldav(app_client, tenant, staff, radicale, user, password, url,
+                      check_conflicts=False, add_appointments=True)
+    [first] = await tick(app_client)
+    assert first.outcome.ok and first.pushed == 0
+    assert await tick(app_client) == []  # nothing changed: nothing to do, not even a claim
+    await app_client.post("/api/v1/appointments", headers=tenant.headers, json={
+        "staff_id": staff, "start": "2031-03-04T10:00:00Z", "end": "2031-03-04T11:00:00Z"})
+    [report] = await tick(app_client)
+    assert report.pushed == 1 and not report.outcome.read_changed
+    assert len(radicale.calendar(user, password, url).events()) == 1
+    assert await tick(app_client) == []
