@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +20,7 @@ from standardwebhooks import Webhook
 
 from bridge.config import Settings
 from tests.conftest import make_settings
+from tests.server import free_port
 
 
 @dataclass
@@ -95,12 +95,6 @@ class Receiver:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"receiver never saw it; got {self.types()}")
             await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -9,23 +9,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
-from typing import Any
 
+import tests.test_workers as workers_test
 from tests.server import run_cli, running_server
 from tests.webhooks.conftest import ThreadedReceiver
 
 
-def call(url: str, method: str = "GET", body: Any = None, key: str = "") -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json",
-        "Connection": "close"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
 def test_two_server_processes_deliver_each_change_once_in_order(db_url: str) -> None:
+    call = workers_test.request
     run_cli(db_url, "db", "upgrade")
     run_cli(db_url, "company", "create", "acme")
     key = json.loads(run_cli(db_url, "apikey", "create", "--company", "acme", "--json")
