@@ -177,7 +177,7 @@ def setup(app: web.Application) -> None:
     async def feeds_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FEEDS] = FeedServer(app[DB], app[SETTINGS], app[SECRET])
         yield
-        app[FEEDS].close()
+        await app[FEEDS].close()
 
     app.cleanup_ctx.append(feeds_ctx)
     app.router.add_routes(routes)

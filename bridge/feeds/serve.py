@@ -10,7 +10,8 @@ day). It is process memory, but every request re-checks the version in the
 database, so a rotated or revoked token answers 404 on its next request in
 every worker (DESIGN rule 7).
 
-On SQLite the check is cheaper still: `PRAGMA data_version` on a dedicated
+On PostgreSQL the look-up is one prepared query on the worker's own
+autocommit connection. On SQLite the check is cheaper still: `PRAGMA data_version` on a dedicated
 read connection changes whenever any other connection (any process) commits,
 so while it is unchanged the token's previous look-up is still the
 database's answer and is reused without a query.
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+import psycopg
 
 from bridge.config import Settings
 from bridge.db.engine import Database
@@ -112,6 +113,8 @@ class FeedServer:
         self._sqlite_path = db.url.database if db.is_sqlite else None
         self._data_version = -1
         self._resolved: dict[str, tuple[int, int, int] | None] = {}
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+        self._pg_lock = asyncio.Lock()
         self.builds = 0  # feeds assembled by this worker (for tests and the benchmark)
         fs = settings.feeds
         self._settings_key = (fs.window_days_back, fs.window_days_ahead, fs.refresh_minutes)
@@ -142,9 +145,24 @@ class FeedServer:
         self._resolved[hashed] = result
         return result
 
-    async def _resolve_async(self, hashed: str) -> tuple[int, int, int] | None:
-        async with self.db.async_engine.connect() as conn:
-            row = (await conn.execute(text(_RESOLVE_SQL.format(p=":h")), {"h": hashed})).first()
+    async def _resolve_pg(self, hashed: str) -> tuple[int, int, int] | None:
+        """One prepared query on this worker's own autocommit connection (no
+        pool checkout, no pre-ping): each request sees the latest commit."""
+        async with self._pg_lock:
+            for attempt in (1, 2):
+                if self._pg is None or self._pg.closed:
+                    url = self.db.url.set(drivername="postgresql")
+                    self._pg = await psycopg.AsyncConnection.connect(
+                        url.render_as_string(hide_password=False), autocommit=True)
+                try:
+                    cur = await self._pg.execute(_RESOLVE_SQL.format(p="%s"), (hashed,),
+                                                 prepare=True)
+                    row = await cur.fetchone()
+                    break
+                except psycopg.OperationalError:
+                    await self._pg.close()
+                    if attempt == 2:
+                        raise
         if row is None or row[2] != hashed:
             return None
         return int(row[0]), int(row[1]), int(row[3])
@@ -157,7 +175,7 @@ class FeedServer:
         hashed = hmac.digest(self.secret, token.encode(), "sha256").hex()
         if self._sqlite_path:
             return self._resolve_sqlite(hashed)
-        return await self._resolve_async(hashed)
+        return await self._resolve_pg(hashed)
 
     # -- feed bodies ----------------------------------------------------------------------
     async def lookup(self, token: str) -> CachedFeed | None:
@@ -226,7 +244,10 @@ class FeedServer:
                 self._cache_bytes += cached.size - before
         return cached.gzip_body()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
+        if self._pg is not None:
+            await self._pg.close()
+            self._pg = None
