@@ -46,6 +46,7 @@ ENDPOINT_FIELDS = {"url", "event_types", "description", "enabled"}
 WORKER = repo.Actor("admin", "webhook-worker")
 ENQUEUE_BATCH = 1000
 MAX_REPLAY = 10_000
+MAX_ENDPOINTS = 50  # per company: each one is a queue the workers serve
 
 
 # --- secrets ------------------------------------------------------------------
@@ -115,6 +116,11 @@ def create_endpoint(s: Session, company_id: int, payload: Mapping[str, Any], act
     if "url" not in payload:
         raise Invalid("url is required", field="url")
     values = _check_payload(payload, allow)
+    count = s.execute(select(func.count()).select_from(WebhookEndpoint)
+                      .where(WebhookEndpoint.company_id == company_id)).scalar_one()
+    if count >= MAX_ENDPOINTS:
+        raise Conflict(f"a company has at most {MAX_ENDPOINTS} webhook endpoints; "
+                       "delete one first", field="url")
     now = utcnow()
     ep = WebhookEndpoint(
         company_id=company_id, url=values["url"], description=values.get("description", ""),

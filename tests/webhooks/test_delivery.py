@@ -271,16 +271,24 @@ async def test_redirects_are_not_followed(client: Any, tenant: Tenant,
 
 async def test_slow_receivers_time_out(aiohttp_client: Any, db_url: str, tmp_path: Path,
                                        tenant: Tenant, receiver: Receiver) -> None:
-    settings = fast_settings(db_url, tmp_path, webhooks={"timeout_seconds": 0.2})
+    settings = fast_settings(db_url, tmp_path, webhooks={"timeout_seconds": 1.0})
     client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
 
+    hanging = asyncio.Event()
+
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.6)
+        hanging.set()
+        await asyncio.sleep(1.2)
         return web.Response(text="late")
 
     receiver.handler = slow
     ep = await add_endpoint(client, tenant, receiver, ["staff.created"])
     await add_staff(client, tenant, 1)
+    await asyncio.wait_for(hanging.wait(), 5)
+    # A delivery hanging on the receiver blocks no request of the API.
+    start = asyncio.get_running_loop().time()
+    await add_staff(client, tenant, 2)
+    assert asyncio.get_running_loop().time() - start < 0.5
     items = await deliveries_when(client, tenant, ep["id"], lambda d: d["attempts"] >= 1)
     assert "timed out" in items[0]["last_error"] and items[0]["status"] == "pending"
 

@@ -157,3 +157,16 @@ async def test_replay_input_is_checked(client: Any, tenant: Tenant, receiver: Re
     for query in ("status=lost", "limit=-1", "after=x", "foo=1"):
         resp = await client.get(f"{HOOKS}/{ep['id']}/deliveries?{query}", headers=tenant.headers)
         assert resp.status == 422, query
+
+
+async def test_endpoints_per_company_are_capped(client: Any, tenant: Tenant, db: Any,
+                                                monkeypatch: Any) -> None:
+    from bridge.notify import webhooks_service
+
+    monkeypatch.setattr(webhooks_service, "MAX_ENDPOINTS", 2)
+    for n in range(2):
+        status, _ = await create(client, tenant, {"url": f"https://hooks.example.com/{n}"})
+        assert status == 201
+    status, problem = await create(client, tenant, {"url": "https://hooks.example.com/3"})
+    assert status == 409 and "at most 2" in problem["detail"]
+    assert count_rows(db, "webhook_endpoints") == 2
