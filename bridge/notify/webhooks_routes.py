@@ -163,7 +163,9 @@ add_paths({
         "get": op("List webhook endpoints", {"200": _json(_list_of("WebhookEndpoint"))},
                   tag="webhooks"),
         "post": op("Add a webhook endpoint (the answer holds its signing secret)",
-                   {"201": _json(ref("WebhookEndpoint"), "Created")}, body="WebhookInput",
+                   {"201": _json(ref("WebhookEndpoint"), "Created"),
+                    "409": _problem("The company has the most endpoints allowed")},
+                   body="WebhookInput",
                    tag="webhooks"),
     },
     "/api/v1/webhooks/{webhook_id}": {
