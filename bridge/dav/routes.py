@@ -35,7 +35,7 @@ from radicale.app import Application as RadicaleApplication
 from bridge.api.auth import company_id
 from bridge.api.http import json_body, json_response, match_id
 from bridge.config import Settings
-from bridge.dav import passwords
+from bridge.dav import listing, passwords
 from bridge.db import repo
 from bridge.db.engine import Database
 from bridge.errors import Invalid, TooLarge
@@ -75,10 +75,20 @@ class DavMount:
     app: Any
     executor: ThreadPoolExecutor
     settings: Settings
+    db: Database
 
     def call(self, environ: dict[str, Any], body_text: str | None
              ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Run one request through Radicale (in a worker thread)."""
+        """Run one request (in a worker thread): a calendar listing from SQL,
+        anything else through Radicale."""
+        fast = listing.answer(self.db, environ, lambda env: self.radicale(env, None))
+        if fast is not None:
+            return fast
+        return self.radicale(environ, body_text)
+
+    def radicale(self, environ: dict[str, Any], body_text: str | None
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Run one request through Radicale, then apply the plugin boundary's verdict."""
         plugin_backend.reset_outcome()
         plugin_storage.set_body(body_text)
         captured: dict[str, Any] = {}
@@ -121,7 +131,7 @@ def build_mount(settings: Settings, db: Database) -> DavMount:
     plugin_backend.register(settings, db)
     app = RadicaleApplication(radicale_config(settings))
     workers = max(4, min(32, settings.database.pool_size))
-    return DavMount(app, ThreadPoolExecutor(workers, thread_name_prefix="dav"), settings)
+    return DavMount(app, ThreadPoolExecutor(workers, thread_name_prefix="dav"), settings, db)
 
 
 def _client_origin(request: web.Request, settings: Settings) -> tuple[str, str]:

@@ -180,6 +180,17 @@ def all_items(s: Session, scope: Scope) -> list[ItemRow]:
     return items
 
 
+def item_listing(s: Session, scope: Scope) -> list[tuple[str, str, str]]:
+    """(href, unquoted ETag, HTTP date) of every item: what a Depth-1 listing shows."""
+    rows = list(s.execute(_appointments(scope).with_only_columns(
+        Appointment.href, Appointment.etag, Appointment.updated_at)).all())
+    if scope.kind == "calendar":
+        rows += s.execute(select(BlockedTime.href, BlockedTime.etag, BlockedTime.updated_at)
+                          .where(BlockedTime.staff_id == scope.staff_id)).all()
+    return [(href, etag, updated.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+            for href, etag, updated in rows]
+
+
 def items_by_href(s: Session, scope: Scope, hrefs: Iterable[str], *,
                   for_update: bool = False) -> dict[str, ItemRow]:
     wanted = list(dict.fromkeys(hrefs))

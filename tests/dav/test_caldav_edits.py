@@ -365,3 +365,40 @@ def test_long_blocked_time_found_in_its_middle(live: LiveServer, anna: StaffLogi
     assert [str(h.icalendar_component["UID"]) for h in hits] == ["holiday@example.com"]
     assert cal.search(start=dt.datetime(2026, 7, 22, tzinfo=dt.UTC),
                       end=dt.datetime(2026, 7, 23, tzinfo=dt.UTC), event=True) == []
+
+
+def _listing(live: LiveServer, who: StaffLogin, props: str) -> set[tuple[str, str]]:
+    import xml.etree.ElementTree as ET
+
+    body = f'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>{props}</D:prop></D:propfind>'
+    response = raw(live, who, "PROPFIND", who.calendar_path, body,
+                   {"Depth": "1", "Content-Type": "application/xml"})
+    assert response.status_code == 207
+    out = set()
+    for r in ET.fromstring(response.content).findall("{DAV:}response"):
+        out.add((r.findtext("{DAV:}href", ""), r.findtext(".//{DAV:}getetag", "")))
+    return out
+
+
+def test_depth1_listing_fast_path_matches_radicale(
+        live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    create_appointment(db, anna.company_id, anna.staff_id)
+    own_calendar(live, anna).save_event(RECURRING)
+    fast = _listing(live, anna, "<D:getetag/><D:resourcetype/>")
+    slow = _listing(live, anna, "<D:getetag/><D:resourcetype/><D:displayname/>")
+    assert fast == slow and len(fast) == 3  # the collection and two items
+    assert all(etag.startswith('"') for href, etag in fast if href.endswith(".ics"))
+
+
+def test_depth1_listing_of_colleague_is_refused(
+        live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    from tests.dav.conftest import add_staff
+
+    bob = add_staff(db, anna.company_id, "bob@acme.example", "Bob")
+    create_appointment(db, anna.company_id, bob.staff_id)
+    body = ('<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/>'
+            "</D:prop></D:propfind>")
+    response = raw(live, anna, "PROPFIND", bob.calendar_path, body,
+                   {"Depth": "1", "Content-Type": "application/xml"})
+    assert response.status_code == 403
+    assert ".ics" not in response.text
