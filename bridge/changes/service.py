@@ -18,6 +18,7 @@ a prefix 1..n of them, never n+1 without n. (SQLite serialises all writers.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hmac
 import threading
@@ -213,7 +214,7 @@ class ChangeSignal:
         with self._lock:
             waiters, self._waiters = self._waiters, set()
         for loop, fut in waiters:
-            if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
                 loop.call_soon_threadsafe(_resolve, fut)
 
     async def wait(self, seconds: float) -> None:
