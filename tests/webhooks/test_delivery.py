@@ -288,7 +288,7 @@ async def test_slow_receivers_time_out(aiohttp_client: Any, db_url: str, tmp_pat
     # A delivery hanging on the receiver blocks no request of the API.
     start = asyncio.get_running_loop().time()
     await add_staff(client, tenant, 2)
-    assert asyncio.get_running_loop().time() - start < 0.5
+    assert asyncio.get_running_loop().time() - start < 0.8  # the receiver hangs 1 s
     items = await deliveries_when(client, tenant, ep["id"], lambda d: d["attempts"] >= 1)
     assert "timed out" in items[0]["last_error"] and items[0]["status"] == "pending"
 
