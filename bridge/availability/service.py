@@ -137,6 +137,23 @@ def busy_intervals(s: Session, staff_id: int, start: dt.datetime,
     return staff_busy(s, [staff], start, end)[staff.id]
 
 
+def freebusy_vcalendar(s: Session, staff_id: int, start: dt.datetime, end: dt.datetime,
+                       now: dt.datetime | None = None) -> str:
+    """The answer to a CalDAV free-busy-query on a staff calendar (RFC 4791
+    §7.10): one VFREEBUSY with the merged busy periods in UTC (RFC 5545
+    §3.6.4, §3.8.2.6), from the same data as availability."""
+    fmt = "%Y%m%dT%H%M%SZ"
+    stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//calbridge//free-busy//EN",
+             "BEGIN:VFREEBUSY", f"DTSTAMP:{stamp.strftime(fmt)}",
+             f"DTSTART:{start.astimezone(dt.UTC).strftime(fmt)}",
+             f"DTEND:{end.astimezone(dt.UTC).strftime(fmt)}"]
+    lines += [f"FREEBUSY;FBTYPE=BUSY:{a.strftime(fmt)}/{b.strftime(fmt)}"
+              for a, b in busy_intervals(s, staff_id, start, end)]
+    lines += ["END:VFREEBUSY", "END:VCALENDAR"]
+    return "\r\n".join(lines) + "\r\n"
+
+
 # --- the availability query -----------------------------------------------------------
 
 @dataclass(frozen=True)

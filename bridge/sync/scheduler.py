@@ -96,9 +96,8 @@ class Syncer:
             notices = await self.db.write(self._record_all, chunk)
             reports += [JobReport(job.link_id, outcome, notice, pushed)
                         for (job, outcome, pushed), notice in zip(chunk, notices, strict=True)]
-        for report in reports:
-            if report.notice is not None:
-                await alerts.send(self.settings, self.http, report.notice)
+        await asyncio.gather(*(alerts.send(self.settings, self.http, r.notice)
+                               for r in reports if r.notice is not None))
         return reports
 
     def _record_all(self, s: Session, results: list[tuple[Job, Outcome, int]]

@@ -139,3 +139,28 @@ def test_working_hours_syntax() -> None:
                 "mon 09:00-24:30"):
         with pytest.raises(Invalid):
             parse_working_hours(bad)
+
+
+async def test_free_busy_answer_merges_every_source(app_client: Any, tenant: Tenant,
+                                                    ics: IcsSource, db: Any,
+                                                    monkeypatch: Any) -> None:
+    import icalendar
+
+    from bridge.availability.service import freebusy_vcalendar
+
+    _pin_window(monkeypatch)
+    staff = await make_staff(app_client, tenant)
+    await link_ics(app_client, tenant, staff, ics.url)
+    ics.add("gym", MON.replace(hour=8), MON.replace(hour=9, minute=30))
+    await poll(app_client)
+    await app_client.post("/api/v1/appointments", headers=tenant.headers, json={
+        "staff_id": staff, "start": "2031-03-03T09:00:00Z", "end": "2031-03-03T10:00:00Z"})
+    await app_client.post("/api/v1/appointments", headers=tenant.headers, json={
+        "staff_id": staff, "start": "2031-03-03T14:00:00Z", "end": "2031-03-03T15:00:00Z"})
+    with db.sync_session() as s:
+        text = freebusy_vcalendar(s, staff, MON, MON + dt.timedelta(days=1))
+    cal = icalendar.Calendar.from_ical(text)
+    [fb] = cal.walk("VFREEBUSY")
+    periods = [(p[0].strftime("%H:%M"), p[1].strftime("%H:%M"))
+               for p in (v.dt for v in fb.get("FREEBUSY"))]
+    assert periods == [("08:00", "10:00"), ("14:00", "15:00")]
