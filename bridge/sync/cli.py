@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import getpass
 import os
+from collections.abc import Iterator
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from bridge import cli
 from bridge.cli import ADMIN, Output, database
@@ -28,6 +32,17 @@ from bridge.config import Settings
 from bridge.db import repo
 from bridge.errors import Invalid
 from bridge.sync import service, sources
+
+
+@contextlib.contextmanager
+def _session(settings: Settings, *, write: bool = False) -> Iterator[Session]:
+    """One transaction on a database opened and closed for this command."""
+    db = database(settings)
+    try:
+        with db.sync_session(write=write) as s:
+            yield s
+    finally:
+        db.sync_engine.dispose()
 
 
 def _password(args: argparse.Namespace, required: bool) -> str | None:
@@ -74,7 +89,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> Output:
             payload["calendar_url"] = args.calendar_url
     else:
         raise Invalid("give --ics URL or --caldav URL", field="kind")
-    with database(settings).sync_session(write=True) as s:
+    with _session(settings, write=True) as s:
         company = repo.get_company(s, args.company)
         sid = _staff_id(s, company.id, args.staff)
         data = service.link_json(service.create_link(s, settings, company.id, sid, payload,
@@ -83,7 +98,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> Output:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> Output:
-    with database(settings).sync_session() as s:
+    with _session(settings) as s:
         company = repo.get_company(s, args.company)
         sid = _staff_id(s, company.id, args.staff) if args.staff else None
         items = [service.link_json(x) for x in service.list_links(s, company.id, sid)]
@@ -96,7 +111,7 @@ def _find(s: Any, company_slug: str, link_id: int) -> Any:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> Output:
-    with database(settings).sync_session() as s:
+    with _session(settings) as s:
         data = service.link_json(_find(s, args.company, args.id))
     return Output(data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
@@ -115,7 +130,7 @@ def _update(args: argparse.Namespace, settings: Settings) -> Output:
     pw = _password(args, False)
     if pw is not None:
         payload["password"] = pw
-    with database(settings).sync_session(write=True) as s:
+    with _session(settings, write=True) as s:
         link = _find(s, args.company, args.id)
         data = service.link_json(service.update_link(s, settings, link.company_id,
                                                      link.staff_id, link.id, payload, ADMIN))
@@ -123,7 +138,7 @@ def _update(args: argparse.Namespace, settings: Settings) -> Output:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> Output:
-    with database(settings).sync_session(write=True) as s:
+    with _session(settings, write=True) as s:
         link = _find(s, args.company, args.id)
         service.delete_link(s, link.company_id, link.staff_id, link.id, ADMIN)
     return Output({"deleted": args.id}, f"removed calendar link #{args.id}")
@@ -172,7 +187,7 @@ def _discover(args: argparse.Namespace, settings: Settings) -> Output:
 
 
 def _policy(args: argparse.Namespace, settings: Settings) -> Output:
-    with database(settings).sync_session(write=True) as s:
+    with _session(settings, write=True) as s:
         company = repo.get_company(s, args.company)
         if args.value:
             data = service.set_policy(s, company.id, {"on_calendar_failure": args.value}, ADMIN)
