@@ -305,3 +305,15 @@ def test_oversized_chunked_body_is_413(live: LiveServer, anna: StaffLogin, db: D
                             headers={"Content-Type": "text/calendar"})
     assert response.status_code == 413
     assert written(db) == before
+
+
+def test_principal_properties_for_ios_and_davx5(live: LiveServer, anna: StaffLogin) -> None:
+    body = ('<?xml version="1.0"?><D:propfind xmlns:D="DAV:" '
+            'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:current-user-principal/>'
+            "<C:calendar-home-set/><D:principal-URL/><D:resourcetype/></D:prop></D:propfind>")
+    response = raw(live, anna, "PROPFIND", "/dav/anna@acme.example/", body,
+                   {"Depth": "0", "Content-Type": "application/xml"})
+    assert response.status_code == 207
+    home = "<href>/dav/anna%40acme.example/</href>"
+    assert response.text.count(home) >= 3  # the response, the principal, the home set
+    assert "calendar-home-set" in response.text and "principal" in response.text
