@@ -103,3 +103,32 @@ async def test_next_poll_follows_the_interval_with_jitter(
         gaps.append((row[1] - row[0]).total_seconds())
     assert all(240 <= g <= 360 for g in gaps), gaps
     assert len(set(gaps)) > 1
+
+
+async def test_concurrency_is_bounded(aiohttp_server: Any, app_client: Any, tenant: Tenant,
+                                      sync_settings: Any) -> None:
+    from aiohttp import web
+
+    state = {"now": 0, "peak": 0}
+
+    async def slow(request: web.Request) -> web.Response:
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.1)
+        state["now"] -= 1
+        return web.Response(text="BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n",
+                            content_type="text/calendar")
+
+    app = web.Application()
+    app.router.add_get("/{n}.ics", slow)
+    server = await aiohttp_server(app)
+    staff = await make_staff(app_client, tenant)
+    for n in range(6):
+        await link_ics(app_client, tenant, staff, str(server.make_url(f"/{n}.ics")))
+    syncer = Syncer(sync_settings.replace(sync={"concurrency": 2}), app_client.app[DB])
+    try:
+        reports = await syncer.run_once()
+    finally:
+        await syncer.close()
+    assert len(reports) == 6 and all(r.outcome.ok for r in reports)
+    assert state["peak"] == 2
