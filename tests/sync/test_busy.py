@@ -114,3 +114,25 @@ def test_slots_fit_in_free_time(free: list[tuple[dt.datetime, dt.datetime]], dur
         assert (t - T0) % g == dt.timedelta(0)
         assert any(a <= t and t + d <= b for a, b in merged)
     assert starts == sorted(set(starts))
+
+
+def test_transparent_cancelled_and_tentative_follow_the_options() -> None:
+    def ev(uid: str, hour: int, extra: str) -> str:
+        return (f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\n"
+                f"DTSTART:20310303T{hour:02d}0000Z\r\nDTEND:20310303T{hour:02d}3000Z\r\n"
+                f"{extra}END:VEVENT\r\n")
+
+    text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+            + ev("a", 8, "") + ev("b", 9, "TRANSP:TRANSPARENT\r\n")
+            + ev("c", 10, "STATUS:CANCELLED\r\n") + ev("d", 11, "STATUS:TENTATIVE\r\n")
+            + ev("e", 12, "X-CALBRIDGE-APPOINTMENT:7\r\n") + "END:VCALENDAR\r\n")
+    day = dt.datetime(2031, 3, 3, tzinfo=dt.UTC)
+
+    def hours(**opts: bool) -> list[int]:
+        result = expand(parse_calendars(text), day, day + dt.timedelta(days=1),
+                        ExpandOptions(**opts))  # type: ignore[arg-type]
+        return sorted(a.hour for a, _ in result.intervals)
+
+    assert hours() == [8, 11]
+    assert hours(ignore_tentative=True) == [8]
+    assert hours(ignore_transparent=False, ignore_cancelled=False) == [8, 9, 10, 11]

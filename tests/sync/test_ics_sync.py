@@ -284,3 +284,23 @@ async def test_a_feed_larger_than_the_limit_keeps_the_snapshot(
     assert report.outcome.error is not None
     assert "larger than 200000 bytes" in report.outcome.error.message
     assert count_rows(db, "external_busy") == 1
+
+
+async def test_busy_window_slides_with_a_daily_full_read(
+        app_client: Any, tenant: Tenant, ics: IcsSource, monkeypatch: Any) -> None:
+    from sqlalchemy import update
+
+    from bridge.db.models import CalendarLink
+    from bridge.keys import DB
+
+    _pin_window(monkeypatch)
+    staff = await make_staff(app_client, tenant)
+    await link_ics(app_client, tenant, staff, ics.url)
+    await poll(app_client)
+    [report] = await poll(app_client)
+    assert not report.outcome.read_changed and ics.not_modified == 1
+    # A day later the window's end is a day short: read in full although unchanged.
+    await app_client.app[DB].write(lambda s: s.execute(update(CalendarLink).values(
+        window_end=dt.datetime.now(dt.UTC) + dt.timedelta(days=10))))
+    [report] = await poll(app_client)
+    assert report.outcome.read_changed and ics.not_modified == 1 and ics.requests == 3
