@@ -231,6 +231,11 @@ def update_link(s: Session, settings: Settings, company_id: int, staff_id: int, 
     if add != link.add_appointments:
         link.add_appointments = add
         changed.append("add_appointments")
+        link.push_cursor = None  # switched on again: check every upcoming appointment
+    if {"server_url", "calendar_url"} & set(changed):
+        # Another calendar: write every upcoming appointment there afresh.
+        s.execute(delete(CalendarPush).where(CalendarPush.link_id == link.id))
+        link.push_cursor, link.push_error = None, ""
     if "enabled" in payload:
         link.enabled = _bool(payload, "enabled", link.enabled)
         changed.append("enabled")

@@ -179,3 +179,22 @@ async def test_write_only_link_is_idle_until_an_appointment_changes(
     assert report.pushed == 1 and not report.outcome.read_changed
     assert len(radicale.calendar(user, password, url).events()) == 1
     assert await tick(app_client) == []
+
+
+async def test_moving_the_link_to_another_calendar_writes_appointments_there(
+        app_client: Any, tenant: Tenant, radicale: Radicale) -> None:
+    user, password = radicale.add_user()
+    first = radicale.make_calendar(user, password, "First")
+    second = radicale.make_calendar(user, password, "Second")
+    staff = await make_staff(app_client, tenant)
+    link = await link_caldav(app_client, tenant, staff, radicale, user, password, first,
+                             check_conflicts=False, add_appointments=True)
+    await app_client.post("/api/v1/appointments", headers=tenant.headers, json={
+        "staff_id": staff, "start": "2031-03-04T10:00:00Z", "end": "2031-03-04T11:00:00Z"})
+    await tick(app_client)
+    resp = await app_client.patch(f"/api/v1/staff/{staff}/calendar-links/{link['id']}",
+                                  headers=tenant.headers, json={"calendar_url": second})
+    assert resp.status == 200
+    await tick(app_client)
+    for url in (first, second):
+        assert len(radicale.calendar(user, password, url).events()) == 1
