@@ -3,9 +3,11 @@ today, blocked time, and helpers to create feed links and fetch feeds."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -19,6 +21,7 @@ from bridge.feeds import service
 from tests.conftest import Tenant
 
 ADMIN = repo.Actor("admin", "test")
+T = TypeVar("T")
 TODAY = dt.datetime.now(dt.UTC).date()
 
 
@@ -61,10 +64,26 @@ class Salon:
                                        self.settings.secret(), ADMIN)
             return link.id, service.token_of(link, self.settings.secret())
 
+    def rotate(self, feed_id: int) -> str:
+        """Rotate a link; its new token."""
+        with self.db.sync_session(write=True) as s:
+            link = service.rotate_feed(s, self.tenant.company_id, feed_id,
+                                       self.settings.secret(), ADMIN)
+            return service.token_of(link, self.settings.secret())
+
     def block(self, staff_id: int, ical_text: str, first: dt.datetime, last: dt.datetime,
               uid: str = "block@client") -> int:
         return insert_blocked(self.db, self.tenant.company_id, staff_id, ical_text, first, last,
                               uid)
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Blocking database work from an async test, off the event loop.
+
+    The app's background tasks (webhooks, calendar sync) hold SQLite write
+    transactions across awaits; a blocking write on the loop would wait for
+    them until the busy timeout."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 def insert_blocked(db: Database, company_id: int, staff_id: int, ical_text: str,

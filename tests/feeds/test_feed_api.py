@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bridge.db.models import ChangeEntry, FeedLink
 from tests.conftest import Tenant
-from tests.feeds.conftest import Salon
+from tests.feeds.conftest import Salon, run
 
 
 async def post(client: TestClient[Any, Any], path: str, tenant: Tenant,
@@ -73,7 +73,7 @@ async def test_bad_requests_create_nothing(client: TestClient[Any, Any], salon: 
 
 
 async def test_group_and_company_links(client: TestClient[Any, Any], salon: Salon) -> None:
-    salon.book("a", salon.anna, 1, 10)
+    await run(salon.book, "a", salon.anna, 1, 10)
     status, group = await post(client, "/api/v1/feeds", salon.tenant, {"group_id": salon.group})
     assert status == 201 and group["scope"] == "group"
     status, company = await post(client, "/api/v1/feeds", salon.tenant,

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from bridge.cli import main
 from tests.conftest import ROOT
-from tests.feeds.conftest import Salon
+from tests.feeds.conftest import Salon, run
 
 
 @pytest.fixture
@@ -34,33 +34,33 @@ def path_of(url: str) -> str:
 
 
 async def test_feed_commands(cli: Any, salon: Salon, client: TestClient[Any, Any]) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    code, staff_link, _ = cli("feed", "create", "--company", "acme", "--staff",
+    await run(salon.book, "a", salon.anna, 1, 10)
+    code, staff_link, _ = await run(cli, "feed", "create", "--company", "acme", "--staff",
                               "Anna@Salon.example", "--privacy", "busy", "--json")
     assert code == 0
     assert (staff_link["scope"], staff_link["privacy"]) == ("staff", "busy")
     assert set(staff_link["urls"]) == {"https", "webcal", "google", "outlook"}
-    code, group_link, _ = cli("feed", "create", "--company", "acme", "--group", "stylists",
+    code, group_link, _ = await run(cli, "feed", "create", "--company", "acme", "--group", "stylists",
                               "--json")
     assert code == 0 and group_link["scope"] == "group"
-    code, text, _ = cli("feed", "create", "--company", "acme", "--all")
+    code, text, _ = await run(cli, "feed", "create", "--company", "acme", "--all")
     assert code == 0
     assert "webcal://" in text and "calendar.google.com" in text and "outlook" in text
 
-    code, listed, _ = cli("feed", "list", "--company", "acme", "--json")
+    code, listed, _ = await run(cli, "feed", "list", "--company", "acme", "--json")
     assert [item["scope"] for item in listed] == ["staff", "group", "company"]
     assert listed[0]["urls"] == staff_link["urls"]
     assert (await client.get(path_of(staff_link["urls"]["https"]))).status == 200
 
-    code, rotated, _ = cli("feed", "rotate", "--company", "acme", str(staff_link["id"]), "--json")
+    code, rotated, _ = await run(cli, "feed", "rotate", "--company", "acme", str(staff_link["id"]), "--json")
     assert code == 0 and rotated["urls"]["https"] != staff_link["urls"]["https"]
     assert (await client.get(path_of(staff_link["urls"]["https"]))).status == 404
     assert (await client.get(path_of(rotated["urls"]["https"]))).status == 200
 
-    code, out, _ = cli("feed", "revoke", "--company", "acme", str(group_link["id"]))
+    code, out, _ = await run(cli, "feed", "revoke", "--company", "acme", str(group_link["id"]))
     assert code == 0 and "revoked" in out
     assert (await client.get(path_of(group_link["urls"]["https"]))).status == 404
-    code, listed, _ = cli("feed", "list", "--company", "acme", "--include-revoked", "--json")
+    code, listed, _ = await run(cli, "feed", "list", "--company", "acme", "--include-revoked", "--json")
     assert [item["status"] for item in listed] == ["active", "revoked", "active"]
 
 
@@ -78,11 +78,11 @@ async def test_demo_prints_working_feed_urls(cli: Any, db_url: str, tmp_path: Pa
     from bridge.app import create_app
     from tests.conftest import make_settings
 
-    code, info, _ = cli("demo", "--json")
+    code, info, _ = await run(cli, "demo", "--json")
     assert code == 0
     feeds = info["feeds"]
     assert len(feeds) >= 4
-    code, again, _ = cli("demo", "--json")
+    code, again, _ = await run(cli, "demo", "--json")
     assert again["feeds"] == feeds  # idempotent: the same URLs
     settings = make_settings(db_url, tmp_path)
     client = await aiohttp_client(create_app(settings))

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from bridge.app import create_app
 from bridge.feeds import service
 from bridge.keys import FEEDS
-from tests.feeds.conftest import ADMIN, TODAY, Salon, at, by_uid, events, weekly_block
+from tests.feeds.conftest import ADMIN, TODAY, Salon, at, by_uid, events, run, weekly_block
 
 
 async def fetch(client: TestClient[Any, Any], token: str, **headers: str) -> Any:
@@ -27,8 +27,8 @@ async def fetch(client: TestClient[Any, Any], token: str, **headers: str) -> Any
 async def test_feed_is_text_calendar_whatever_the_accept_header(
     client: TestClient[Any, Any], salon: Salon, accept: str | None
 ) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     resp = await fetch(client, token, **({"Accept": accept} if accept else {}))
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/calendar; charset=utf-8"
@@ -37,8 +37,8 @@ async def test_feed_is_text_calendar_whatever_the_accept_header(
 
 
 async def test_head_has_the_headers_and_no_body(client: TestClient[Any, Any], salon: Salon) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     get = await fetch(client, token)
     body = await get.read()
     head = await client.head(f"/feeds/{token}.ics", skip_auto_headers=("Accept-Encoding",))
@@ -52,9 +52,9 @@ async def test_head_has_the_headers_and_no_body(client: TestClient[Any, Any], sa
 async def test_unchanged_feed_is_byte_identical_and_revalidates_with_304(
     client: TestClient[Any, Any], salon: Salon
 ) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    salon.book("b", salon.anna, 2, 11)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    await run(salon.book, "b", salon.anna, 2, 11)
+    _, token = await run(salon.link, staff_id=salon.anna)
     first = await fetch(client, token)
     body = await first.read()
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
@@ -71,7 +71,7 @@ async def test_unchanged_feed_is_byte_identical_and_revalidates_with_304(
     resp = await fetch(client, token, **{"If-None-Match": '"something-else"',
                                          "If-Modified-Since": modified})
     assert resp.status == 200  # If-None-Match wins (RFC 9110 §13.2.2)
-    salon.update("a", {"location": "Chair 5"})
+    await run(salon.update, "a", {"location": "Chair 5"})
     resp = await fetch(client, token, **{"If-None-Match": etag})
     assert resp.status == 200
     assert resp.headers["ETag"] != etag
@@ -81,8 +81,8 @@ async def test_unchanged_feed_is_byte_identical_and_revalidates_with_304(
 async def test_every_worker_renders_the_same_bytes(
     aiohttp_client: Any, salon: Salon
 ) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    _, token = salon.link(scope="company")
+    await run(salon.book, "a", salon.anna, 1, 10)
+    _, token = await run(salon.link, scope="company")
     one = await aiohttp_client(create_app(salon.settings))
     two = await aiohttp_client(create_app(salon.settings))
     a, b = await fetch(one, token), await fetch(two, token)
@@ -93,8 +93,8 @@ async def test_every_worker_renders_the_same_bytes(
 
 async def test_gzip_only_when_asked(client: TestClient[Any, Any], salon: Salon) -> None:
     for day in range(1, 30):
-        salon.book(f"a{day}", salon.anna, day, 10)
-    _, token = salon.link(staff_id=salon.anna)
+        await run(salon.book, f"a{day}", salon.anna, day, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     plain = await client.get(f"/feeds/{token}.ics", headers={"Accept-Encoding": "identity"},
                              auto_decompress=False)
     assert "Content-Encoding" not in plain.headers
@@ -115,15 +115,18 @@ async def test_gzip_only_when_asked(client: TestClient[Any, Any], salon: Salon) 
 async def test_unknown_rotated_and_revoked_tokens_get_the_same_404(
     client: TestClient[Any, Any], salon: Salon
 ) -> None:
-    feed_id, token = salon.link(staff_id=salon.anna)
-    revoked_id, revoked = salon.link(staff_id=salon.ben)
+    feed_id, token = await run(salon.link, staff_id=salon.anna)
+    revoked_id, revoked = await run(salon.link, staff_id=salon.ben)
     assert (await fetch(client, token)).status == 200
     assert (await fetch(client, revoked)).status == 200
-    with salon.db.sync_session(write=True) as s:
-        new = service.token_of(service.rotate_feed(s, salon.tenant.company_id, feed_id,
-                                                   salon.settings.secret(), ADMIN),
-                               salon.settings.secret())
-        service.revoke_feed(s, salon.tenant.company_id, revoked_id, ADMIN)
+    def rotate_one_revoke_other() -> str:
+        with salon.db.sync_session(write=True) as s:
+            link = service.rotate_feed(s, salon.tenant.company_id, feed_id,
+                                       salon.settings.secret(), ADMIN)
+            service.revoke_feed(s, salon.tenant.company_id, revoked_id, ADMIN)
+            return service.token_of(link, salon.settings.secret())
+
+    new = await run(rotate_one_revoke_other)
     unknown = "A" * 43
     answers = []
     for tok in (token, revoked, unknown):
@@ -137,13 +140,12 @@ async def test_unknown_rotated_and_revoked_tokens_get_the_same_404(
 async def test_rotation_kills_the_old_url_in_every_worker_at_once(
     aiohttp_client: Any, salon: Salon
 ) -> None:
-    feed_id, token = salon.link(scope="company")
+    feed_id, token = await run(salon.link, scope="company")
     workers = [await aiohttp_client(create_app(salon.settings)) for _ in range(3)]
     for w in workers:
         assert (await fetch(w, token)).status == 200
         assert (await fetch(w, token)).status == 200  # now cached in every worker
-    with salon.db.sync_session(write=True) as s:
-        service.rotate_feed(s, salon.tenant.company_id, feed_id, salon.settings.secret(), ADMIN)
+    await run(salon.rotate, feed_id)
     for w in workers:
         assert (await fetch(w, token)).status == 404
 
@@ -173,7 +175,7 @@ async def test_dot_segments_cannot_escape_to_another_resource(client: TestClient
 
 
 async def test_other_methods_are_405(client: TestClient[Any, Any], salon: Salon) -> None:
-    _, token = salon.link(staff_id=salon.anna)
+    _, token = await run(salon.link, staff_id=salon.anna)
     for method in ("POST", "PUT", "DELETE", "PATCH", "PROPFIND"):
         resp = await client.request(method, f"/feeds/{token}.ics")
         assert resp.status == 405, method
@@ -181,7 +183,7 @@ async def test_other_methods_are_405(client: TestClient[Any, Any], salon: Salon)
 
 
 async def test_huge_query_string_is_refused(client: TestClient[Any, Any], salon: Salon) -> None:
-    _, token = salon.link(staff_id=salon.anna)
+    _, token = await run(salon.link, staff_id=salon.anna)
     assert (await client.get(f"/feeds/{token}.ics?x=" + "a" * 5000)).status == 414
     assert (await client.get(f"/feeds/{token}.ics?x=" + "a" * 20000)).status in (400, 414, 431)
     assert (await client.get(f"/feeds/{token}.ics?ignored=1")).status == 200
@@ -189,7 +191,7 @@ async def test_huge_query_string_is_refused(client: TestClient[Any, Any], salon:
 
 async def test_token_never_reaches_the_logs(client: TestClient[Any, Any], salon: Salon,
                                             caplog: pytest.LogCaptureFixture) -> None:
-    _, token = salon.link(staff_id=salon.anna)
+    _, token = await run(salon.link, staff_id=salon.anna)
     caplog.set_level(logging.DEBUG)
     await fetch(client, token)
     await fetch(client, token[:-1] + ("B" if token[-1] != "B" else "C"))
@@ -206,22 +208,23 @@ async def test_token_never_reaches_the_logs(client: TestClient[Any, Any], salon:
 async def test_uid_sequence_and_last_modified_follow_material_changes(
     client: TestClient[Any, Any], salon: Salon
 ) -> None:
-    salon.book("a", salon.anna, 3, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 3, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     before = next(iter(by_uid(await (await fetch(client, token)).read()).values()))
     uid = str(before["UID"])
     await asyncio.sleep(1.05)  # LAST-MODIFIED has whole seconds
-    salon.update("a", {"start": salon_at(4, 9), "end": salon_at(4, 10)})
+    await run(salon.update, "a", {"start": salon_at(4, 9), "end": salon_at(4, 10)})
     moved = by_uid(await (await fetch(client, token)).read())[uid]
     assert int(moved["SEQUENCE"]) == int(before["SEQUENCE"]) + 1
     assert moved.decoded("LAST-MODIFIED") > before.decoded("LAST-MODIFIED")
     assert moved.decoded("DTSTART").date() == TODAY + dt.timedelta(days=4)
     resp = await fetch(client, token)
     etag = resp.headers["ETag"]
-    salon.update("a", {"location": "Salon, chair 2"})  # the same value: a save that changes nothing
+    # The same value: a save that changes nothing.
+    await run(salon.update, "a", {"location": "Salon, chair 2"})
     resp = await fetch(client, token, **{"If-None-Match": etag})
     assert resp.status == 304
-    salon.update("a", {"customer_name": "Someone else"})
+    await run(salon.update, "a", {"customer_name": "Someone else"})
     renamed = by_uid(await (await fetch(client, token)).read())[uid]
     assert int(renamed["SEQUENCE"]) == int(moved["SEQUENCE"]) + 1
 
@@ -232,21 +235,21 @@ def salon_at(days: int, hour: int) -> str:
 
 async def test_cancelled_appointments_leave_the_next_fetch(client: TestClient[Any, Any],
                                                            salon: Salon) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    salon.book("b", salon.anna, 2, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    await run(salon.book, "b", salon.anna, 2, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     assert len(events(await (await fetch(client, token)).read())) == 2
-    salon.update("a", {"status": "cancelled"})
+    await run(salon.update, "a", {"status": "cancelled"})
     remaining = events(await (await fetch(client, token)).read())
     assert [str(e["SUMMARY"]) for e in remaining] == ["Haircut – Customer b"]
 
 
 async def test_feed_covers_the_configured_window(aiohttp_client: Any, salon: Salon) -> None:
-    salon.book("old", salon.anna, -70, 10)
-    salon.book("recent", salon.anna, -50, 10)
-    salon.book("next-year", salon.anna, 390, 10)
-    salon.book("far", salon.anna, 420, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "old", salon.anna, -70, 10)
+    await run(salon.book, "recent", salon.anna, -50, 10)
+    await run(salon.book, "next-year", salon.anna, 390, 10)
+    await run(salon.book, "far", salon.anna, 420, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     client = await aiohttp_client(create_app(salon.settings))
     names = {str(e["SUMMARY"]) for e in events(await (await fetch(client, token)).read())}
     assert names == {"Haircut – Customer recent", "Haircut – Customer next-year"}
@@ -259,8 +262,8 @@ async def test_large_feed_logs_a_warning_without_the_token(
     aiohttp_client: Any, salon: Salon, caplog: pytest.LogCaptureFixture
 ) -> None:
     for day in range(1, 6):
-        salon.book(f"a{day}", salon.anna, day, 10)
-    feed_id, token = salon.link(staff_id=salon.anna)
+        await run(salon.book, f"a{day}", salon.anna, day, 10)
+    feed_id, token = await run(salon.link, staff_id=salon.anna)
     client = await aiohttp_client(create_app(salon.settings.replace(feeds={"warn_bytes": 2000})))
     with caplog.at_level(logging.WARNING, logger="calbridge.feeds"):
         assert (await fetch(client, token)).status == 200
@@ -272,8 +275,8 @@ async def test_large_feed_logs_a_warning_without_the_token(
 async def test_calendar_header(aiohttp_client: Any, salon: Salon) -> None:
     import icalendar
 
-    salon.book("a", salon.anna, 1, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     client = await aiohttp_client(create_app(salon.settings.replace(feeds={"refresh_minutes": 5})))
     body = (await (await fetch(client, token)).read()).decode()
     cal = icalendar.Calendar.from_ical(body)
@@ -289,15 +292,15 @@ async def test_calendar_header(aiohttp_client: Any, salon: Salon) -> None:
 async def test_group_and_company_feeds_name_the_staff_and_show_blocked_time_as_busy(
     client: TestClient[Any, Any], salon: Salon
 ) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    salon.book("b", salon.ben, 1, 10)
-    salon.book("c", salon.chloe, 1, 10, timezone="America/New_York")
+    await run(salon.book, "a", salon.anna, 1, 10)
+    await run(salon.book, "b", salon.ben, 1, 10)
+    await run(salon.book, "c", salon.chloe, 1, 10, timezone="America/New_York")
     text, first, last = weekly_block()
-    salon.block(salon.anna, text, first, last)
-    _, group_token = salon.link(group_id=salon.group)
-    _, company_token = salon.link(scope="company", privacy="limited")
-    _, busy_token = salon.link(scope="company", privacy="busy")
-    _, staff_token = salon.link(staff_id=salon.anna)
+    await run(salon.block, salon.anna, text, first, last)
+    _, group_token = await run(salon.link, group_id=salon.group)
+    _, company_token = await run(salon.link, scope="company", privacy="limited")
+    _, busy_token = await run(salon.link, scope="company", privacy="busy")
+    _, staff_token = await run(salon.link, staff_id=salon.anna)
 
     group = by_uid(await (await fetch(client, group_token)).read())
     summaries = sorted(str(e["SUMMARY"]) for e in group.values())
@@ -323,24 +326,27 @@ async def test_group_and_company_feeds_name_the_staff_and_show_blocked_time_as_b
 async def test_group_membership_changes_show_up(client: TestClient[Any, Any], salon: Salon) -> None:
     from bridge.db import repo
 
-    salon.book("a", salon.anna, 1, 10)
-    salon.book("c", salon.chloe, 1, 10)
-    _, token = salon.link(group_id=salon.group)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    await run(salon.book, "c", salon.chloe, 1, 10)
+    _, token = await run(salon.link, group_id=salon.group)
     assert len(events(await (await fetch(client, token)).read())) == 1
-    with salon.db.sync_session(write=True) as s:
-        repo.add_member(s, salon.tenant.company_id, salon.group, salon.chloe, ADMIN)
+    def add_chloe() -> None:
+        with salon.db.sync_session(write=True) as s:
+            repo.add_member(s, salon.tenant.company_id, salon.group, salon.chloe, ADMIN)
+
+    await run(add_chloe)
     assert len(events(await (await fetch(client, token)).read())) == 2
 
 
 async def test_feed_server_builds_once_per_version(client: TestClient[Any, Any],
                                                    salon: Salon) -> None:
-    salon.book("a", salon.anna, 1, 10)
-    _, token = salon.link(staff_id=salon.anna)
+    await run(salon.book, "a", salon.anna, 1, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
     feeds = client.app[FEEDS]
     for _ in range(5):
         assert (await fetch(client, token)).status == 200
     assert feeds.builds == 1
-    salon.update("a", {"notes": "changed"})
+    await run(salon.update, "a", {"notes": "changed"})
     for _ in range(3):
         assert (await fetch(client, token)).status == 200
     assert feeds.builds == 2
