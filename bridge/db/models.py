@@ -507,3 +507,19 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(String(500), default="")
     response_excerpt: Mapped[str] = mapped_column(String(500), default="")
+
+
+class CompanyAlerts(Base):
+    """Where a company wants calendar-link incident notices: its own Slack
+    incoming webhook (a secret URL, Fernet-encrypted like link credentials)
+    and whether its admins get the alert emails too."""
+
+    __tablename__ = "company_alerts"
+
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True
+    )
+    slack_webhook: Mapped[str] = mapped_column(Text, default="")  # encrypted, "" = none
+    slack_display: Mapped[str] = mapped_column(String(300), default="")
+    email_admins: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

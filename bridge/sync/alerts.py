@@ -1,6 +1,8 @@
 """The words of a calendar-link incident notice, and sending it: one email
 to the staff member (admins of the company in Cc) and, when configured, one
-Slack message. Called once per state change (see bridge.sync.service), so
+Slack message. The Slack URL is the company's own (PATCH /api/v1/calendar-policy) or the
+server's `[alerts] slack_webhook_url`. Called once per state change (see
+bridge.sync.service), so
 a link that stays broken for a week sends one notice, not thousands.
 
 A notice that cannot be delivered is logged and dropped: the change-log
@@ -76,9 +78,8 @@ async def send(settings: Settings, http: aiohttp.ClientSession, n: Notice) -> No
                              cc=[a for a in n.admin_emails if a != n.staff_email])
         except EmailError as exc:
             log.warning("calendar link %d: alert email not sent: %s", n.link_id, exc)
-    if settings.alerts.slack_webhook_url:
+    if n.slack_url:
         try:
-            await post_slack(http, settings.alerts.slack_webhook_url, slack_text(n),
-                             settings.alerts.timeout_seconds)
+            await post_slack(http, n.slack_url, slack_text(n), settings.alerts.timeout_seconds)
         except SlackError as exc:
             log.warning("calendar link %d: Slack alert not sent: %s", n.link_id, exc)

@@ -190,7 +190,8 @@ def _policy(args: argparse.Namespace, settings: Settings) -> Output:
     with _session(settings, write=True) as s:
         company = repo.get_company(s, args.company)
         if args.value:
-            data = service.set_policy(s, company.id, {"on_calendar_failure": args.value}, ADMIN)
+            data = service.set_policy(s, settings, company.id,
+                                      {"on_calendar_failure": args.value}, ADMIN)
         else:
             data = service.get_policy(s, company.id)
     return Output(data, f"on_calendar_failure = {data['on_calendar_failure']}")

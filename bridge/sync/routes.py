@@ -130,8 +130,8 @@ async def read_policy(request: web.Request) -> web.Response:
 async def update_policy(request: web.Request) -> web.Response:
     cid = company_id(request)
     body = await json_body(request)
-    return json_response(await request.app[DB].write(service.set_policy, cid, body,
-                                                     _actor(request)))
+    return json_response(await request.app[DB].write(
+        service.set_policy, request.app[SETTINGS], cid, body, _actor(request)))
 
 
 SCHEMAS = {
@@ -186,8 +186,22 @@ SCHEMAS = {
                        "password": {"type": "string", "writeOnly": True}},
     },
     "CalendarPolicy": {
+        "type": "object",
+        "properties": {
+            "on_calendar_failure": {"enum": ["keep_booking", "stop_booking"]},
+            "slack_webhook": {"type": ["string", "null"],
+                              "description": "the company's Slack webhook, host only"},
+            "email_admins": {"type": "boolean"}},
+    },
+    "CalendarPolicyInput": {
         "type": "object", "additionalProperties": False,
-        "properties": {"on_calendar_failure": {"enum": ["keep_booking", "stop_booking"]}},
+        "properties": {
+            "on_calendar_failure": {"enum": ["keep_booking", "stop_booking"]},
+            "slack_webhook_url": {"type": ["string", "null"], "writeOnly": True,
+                                  "description": "Slack incoming-webhook URL for calendar "
+                                                 "alerts (stored encrypted); null: none"},
+            "email_admins": {"type": "boolean",
+                             "description": "copy alert emails to the company admins"}},
     },
 }
 _LINK = [_id("staff_id"), _id("link_id")]
@@ -226,7 +240,7 @@ add_paths({
         "get": op("What availability does when a linked calendar fails",
                   {"200": _json(ref("CalendarPolicy"))}, tag="calendar-links"),
         "patch": op("Set keep_booking (default) or stop_booking",
-                    {"200": _json(ref("CalendarPolicy"))}, body="CalendarPolicy",
+                    {"200": _json(ref("CalendarPolicy"))}, body="CalendarPolicyInput",
                     tag="calendar-links"),
     },
 }, SCHEMAS)

@@ -35,6 +35,7 @@ from bridge.db.models import (
     CalendarPush,
     ChangeEntry,
     Company,
+    CompanyAlerts,
     ExternalBusy,
     Staff,
     utcnow,
@@ -268,28 +269,74 @@ def delete_link(s: Session, company_id: int, staff_id: int, link_id: int, actor:
     s.delete(link)
 
 
-def set_policy(s: Session, company_id: int, payload: Mapping[str, Any],
-               actor: repo.Actor) -> dict[str, Any]:
-    _only(payload, {"on_calendar_failure"})
+def _alerts_row(s: Session, company_id: int) -> CompanyAlerts | None:
+    return s.get(CompanyAlerts, company_id)
+
+
+def get_policy(s: Session, company_id: int) -> dict[str, Any]:
+    """The company's calendar-failure policy and where its notices go (the
+    Slack URL only as its host: it is a secret)."""
     company = s.get(Company, company_id)
     assert company is not None
+    row = _alerts_row(s, company_id)
+    return {"on_calendar_failure": company.on_calendar_failure,
+            "slack_webhook": (row.slack_display or None) if row else None,
+            "email_admins": row.email_admins if row else True}
+
+
+def set_policy(s: Session, settings: Settings, company_id: int, payload: Mapping[str, Any],
+               actor: repo.Actor) -> dict[str, Any]:
+    _only(payload, {"on_calendar_failure", "slack_webhook_url", "email_admins"})
+    company = s.get(Company, company_id)
+    assert company is not None
+    before = get_policy(s, company_id)
     if "on_calendar_failure" in payload:
         value = payload["on_calendar_failure"]
         if value not in ("keep_booking", "stop_booking"):
             raise Invalid("on_calendar_failure must be keep_booking or stop_booking",
                           field="on_calendar_failure")
-        if value != company.on_calendar_failure:
-            repo.log_change(s, company_id, "company.updated", "company", company_id, actor,
-                            {"changes": {"on_calendar_failure": {
-                                "before": company.on_calendar_failure, "after": value}}})
-            company.on_calendar_failure = value
-    return {"on_calendar_failure": company.on_calendar_failure}
+        company.on_calendar_failure = value
+    if "slack_webhook_url" in payload or "email_admins" in payload:
+        row = _alerts_row(s, company_id)
+        if row is None:
+            row = CompanyAlerts(company_id=company_id, slack_webhook="", slack_display="",
+                                email_admins=True)
+            s.add(row)
+        if "slack_webhook_url" in payload:
+            raw = payload["slack_webhook_url"]
+            if raw in (None, ""):
+                row.slack_webhook, row.slack_display = "", ""
+            else:
+                url = normalise_url(raw, "slack_webhook_url")
+                row.slack_webhook = crypto.encrypt(settings, {"url": url})
+                row.slack_display = display_url(url)
+        if "email_admins" in payload:
+            row.email_admins = _bool(payload, "email_admins", True)
+        row.updated_at = utcnow()
+        s.flush()
+    after = get_policy(s, company_id)
+    diff = {k: {"before": before[k], "after": after[k]} for k in after if before[k] != after[k]}
+    if diff:
+        repo.log_change(s, company_id, "company.updated", "company", company_id, actor,
+                        {"changes": diff})
+    return after
 
 
-def get_policy(s: Session, company_id: int) -> dict[str, Any]:
-    company = s.get(Company, company_id)
-    assert company is not None
-    return {"on_calendar_failure": company.on_calendar_failure}
+def _notice_targets(s: Session, settings: Settings, company_id: int
+                    ) -> tuple[str, tuple[str, ...]]:
+    """(Slack URL or "", admin emails) for a company's notices."""
+    row = _alerts_row(s, company_id)
+    slack = settings.alerts.slack_webhook_url
+    if row is not None and row.slack_webhook:
+        try:
+            slack = str(crypto.decrypt(settings, row.slack_webhook)["url"])
+        except crypto.CredentialError:
+            pass
+    admins: tuple[str, ...] = ()
+    if row is None or row.email_admins:
+        admins = tuple(s.execute(select(AdminUser.email).where(
+            AdminUser.company_id == company_id).order_by(AdminUser.id)).scalars())
+    return slack, admins
 
 
 # --- the poller's side ----------------------------------------------------------
@@ -382,6 +429,7 @@ class Notice:
     admin_emails: tuple[str, ...]
     company_name: str
     at: dt.datetime
+    slack_url: str = ""  # the company's own, or [alerts] slack_webhook_url
 
 
 def _next_poll(link: CalendarLink, settings: Settings, now: dt.datetime) -> dt.datetime:
@@ -468,11 +516,10 @@ def record(s: Session, settings: Settings, worker: str, job: Job, outcome: Outco
     staff = s.get(Staff, link.staff_id)
     company = s.get(Company, link.company_id)
     assert staff is not None and company is not None
-    admins = tuple(s.execute(select(AdminUser.email).where(
-        AdminUser.company_id == link.company_id).order_by(AdminUser.id)).scalars())
+    slack, admins = _notice_targets(s, settings, link.company_id)
     return Notice(event, link.id, link.label, link.url_display, link.health,
                   link.last_error if entering else "", staff.name, staff.email, admins,
-                  company.name, now)
+                  company.name, now, slack)
 
 
 def release(s: Session, worker: str, link_id: int) -> None:

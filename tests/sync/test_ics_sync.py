@@ -304,3 +304,28 @@ async def test_busy_window_slides_with_a_daily_full_read(
         window_end=dt.datetime.now(dt.UTC) + dt.timedelta(days=10))))
     [report] = await poll(app_client)
     assert report.outcome.read_changed and ics.not_modified == 1 and ics.requests == 3
+
+
+async def test_company_slack_webhook_and_no_admin_copies(
+        aiohttp_client: Any, tenant: Tenant, ics: IcsSource, smtp: Smtp, slack: Slack,
+        db_url: str, tmp_path: Any, db: Any, monkeypatch: Any) -> None:
+    from bridge.app import create_app
+    from bridge.db.models import AdminUser
+    from tests.conftest import make_settings
+    from tests.sync.conftest import SYNC
+
+    _pin_window(monkeypatch)
+    client = await aiohttp_client(create_app(make_settings(  # no server-wide Slack URL
+        db_url, tmp_path, sync=SYNC, smtp={"host": "127.0.0.1", "port": smtp.port})))
+    with db.sync_session(write=True) as s:
+        s.add(AdminUser(company_id=tenant.company_id, email="boss@acme.example",
+                        password_hash="-"))
+    resp = await client.patch("/api/v1/calendar-policy", headers=tenant.headers,
+                              json={"slack_webhook_url": slack.url, "email_admins": False})
+    assert resp.status == 200
+    staff = await make_staff(client, tenant)
+    await link_ics(client, tenant, staff, ics.url)
+    ics.mode = "401"
+    await poll(client)
+    assert [rcpt for rcpt, _ in smtp.messages] == [["anna@acme.example"]]
+    assert len(slack.posts) == 1 and "Calendar connection broken" in slack.posts[0]["text"]

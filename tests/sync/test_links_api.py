@@ -132,17 +132,30 @@ async def test_update_delete_preconditions_and_isolation(
     assert (await app_client.get(path, headers=tenant.headers)).status == 404
 
 
-async def test_policy_read_and_set(app_client: Any, tenant: Tenant) -> None:
+async def test_policy_read_and_set(app_client: Any, tenant: Tenant, db: Any) -> None:
     resp = await app_client.get("/api/v1/calendar-policy", headers=tenant.headers)
-    assert await resp.json() == {"on_calendar_failure": "keep_booking"}
-    resp = await app_client.patch("/api/v1/calendar-policy", headers=tenant.headers,
-                                  json={"on_calendar_failure": "sometimes"})
-    assert resp.status == 422
-    resp = await app_client.patch("/api/v1/calendar-policy", headers=tenant.headers,
-                                  json={"on_calendar_failure": "stop_booking"})
-    assert await resp.json() == {"on_calendar_failure": "stop_booking"}
+    assert await resp.json() == {"on_calendar_failure": "keep_booking", "slack_webhook": None,
+                                 "email_admins": True}
+    for body, field in (({"on_calendar_failure": "sometimes"}, "on_calendar_failure"),
+                        ({"slack_webhook_url": "ftp://x.example/"}, "slack_webhook_url"),
+                        ({"email_admins": "no"}, "email_admins"),
+                        ({"colour": "red"}, "colour")):
+        resp = await app_client.patch("/api/v1/calendar-policy", headers=tenant.headers,
+                                      json=body)
+        assert resp.status == 422 and (await resp.json())["field"] == field
+    assert count_rows(db, "company_alerts") == 0
+    resp = await app_client.patch("/api/v1/calendar-policy", headers=tenant.headers, json={
+        "on_calendar_failure": "stop_booking", "email_admins": False,
+        "slack_webhook_url": "https://hooks.slack.com/services/T0/B0/SECRETPART"})
+    expected = {"on_calendar_failure": "stop_booking", "email_admins": False,
+                "slack_webhook": "https://hooks.slack.com/services/…"}
+    assert await resp.json() == expected
     resp = await app_client.get("/api/v1/calendar-policy", headers=tenant.headers)
-    assert await resp.json() == {"on_calendar_failure": "stop_booking"}
+    assert await resp.json() == expected
+    with db.sync_session() as s:
+        dump = str(list(s.execute(text("SELECT * FROM company_alerts"))))
+        log = str(list(s.execute(text("SELECT data FROM change_log"))))
+    assert "SECRETPART" not in dump and "SECRETPART" not in log
 
 
 def test_rotated_credentials_key_still_decrypts(settings: Settings) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:38:59.158525
+Create Date: 2026-11-22 03:26:28.426676
 """
 
 from __future__ import annotations
@@ -119,6 +119,21 @@ def upgrade() -> None:
         batch_op.create_index("ix_change_log_entity", ["entity", "entity_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_change_log_staff_id"), ["staff_id"], unique=False)
 
+    op.create_table(
+        "company_alerts",
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("slack_webhook", sa.Text(), nullable=False),
+        sa.Column("slack_display", sa.String(length=300), nullable=False),
+        sa.Column("email_admins", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["company_id"],
+            ["companies.id"],
+            name=op.f("fk_company_alerts_company_id_companies"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("company_id", name=op.f("pk_company_alerts")),
+    )
     op.create_table(
         "groups",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -603,6 +618,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_groups_company_id"))
 
     op.drop_table("groups")
+    op.drop_table("company_alerts")
     with op.batch_alter_table("change_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_change_log_staff_id"))
         batch_op.drop_index("ix_change_log_entity")
