@@ -36,6 +36,7 @@ from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.feeds.service import TOKEN_RE, FeedBody, build_feed
 
+PG_CONNECTIONS = 4  # per worker, for the token look-up only
 _RESOLVE_SQL = (
     "SELECT f.id, f.company_id, f.token_hash, c.change_seq FROM feed_links f "
     "JOIN companies c ON c.id = f.company_id "
@@ -113,8 +114,8 @@ class FeedServer:
         self._sqlite_path = db.url.database if db.is_sqlite else None
         self._data_version = -1
         self._resolved: dict[str, tuple[int, int, int] | None] = {}
-        self._pg: psycopg.AsyncConnection[Any] | None = None
-        self._pg_lock = asyncio.Lock()
+        self._pg_idle: asyncio.Queue[psycopg.AsyncConnection[Any] | None] = asyncio.Queue()
+        self._pg_open = 0
         self.builds = 0  # feeds assembled by this worker (for tests and the benchmark)
         fs = settings.feeds
         self._settings_key = (fs.window_days_back, fs.window_days_ahead, fs.refresh_minutes)
@@ -146,23 +147,30 @@ class FeedServer:
         return result
 
     async def _resolve_pg(self, hashed: str) -> tuple[int, int, int] | None:
-        """One prepared query on this worker's own autocommit connection (no
-        pool checkout, no pre-ping): each request sees the latest commit."""
-        async with self._pg_lock:
+        """One prepared query on one of this worker's own autocommit
+        connections (no pool checkout, no pre-ping): it sees the latest commit."""
+        if self._pg_idle.empty() and self._pg_open < PG_CONNECTIONS:
+            self._pg_open += 1
+            self._pg_idle.put_nowait(None)  # a slot: connected on first use
+        conn = await self._pg_idle.get()
+        row = None
+        try:
             for attempt in (1, 2):
-                if self._pg is None or self._pg.closed:
+                if conn is None or conn.closed:
                     url = self.db.url.set(drivername="postgresql")
-                    self._pg = await psycopg.AsyncConnection.connect(
+                    conn = await psycopg.AsyncConnection.connect(
                         url.render_as_string(hide_password=False), autocommit=True)
                 try:
-                    cur = await self._pg.execute(_RESOLVE_SQL.format(p="%s"), (hashed,),
-                                                 prepare=True)
+                    cur = await conn.execute(_RESOLVE_SQL.format(p="%s"), (hashed,),
+                                             prepare=True)
                     row = await cur.fetchone()
                     break
-                except psycopg.OperationalError:
-                    await self._pg.close()
+                except psycopg.OperationalError:  # the server restarted: once more
+                    await conn.close()
                     if attempt == 2:
                         raise
+        finally:
+            self._pg_idle.put_nowait(conn)
         if row is None or row[2] != hashed:
             return None
         return int(row[0]), int(row[1]), int(row[3])
@@ -248,6 +256,8 @@ class FeedServer:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
-        if self._pg is not None:
-            await self._pg.close()
-            self._pg = None
+        while not self._pg_idle.empty():
+            conn = self._pg_idle.get_nowait()
+            if conn is not None:
+                await conn.close()
+        self._pg_open = 0
