@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bridge.api.auth import company_id
 from bridge.api.http import json_body, json_response, match_id, only_params
+from bridge.api.openapi import _id, _json, _list_of, _problem, _q, add_paths, op, ref
 from bridge.db import repo
 from bridge.feeds import service
 from bridge.feeds.serve import CachedFeed, FeedServer
@@ -169,6 +170,67 @@ async def delete_feed(request: web.Request) -> web.Response:
     await app[DB].write(lambda s: service.revoke_feed(s, company_id(request), feed_id,
                                                       _actor(request)))
     return web.Response(status=204)
+
+
+_FEED_ID = [_id("feed_id")]
+add_paths({
+    "/api/v1/feeds": {
+        "get": op("List feed links (with their URLs while live)", {"200": _json(_list_of("FeedLink"))},
+                  params=[_q("include_revoked", {"type": "boolean"})], tag="feeds"),
+        "post": op("Create a feed link for a staff member, a group or the company",
+                   {"201": _json(ref("FeedLink"), "Created")}, body="FeedLinkInput", tag="feeds"),
+    },
+    "/api/v1/feeds/{feed_id}": {
+        "get": op("Read a feed link", {"200": _json(ref("FeedLink"))}, params=_FEED_ID,
+                  tag="feeds"),
+        "delete": op("Revoke a feed link", {"204": {"description": "Revoked"}}, params=_FEED_ID,
+                     tag="feeds"),
+    },
+    "/api/v1/feeds/{feed_id}/rotate": {
+        "post": op("New URL for a feed link; the old one answers 404 from now on",
+                   {"200": _json(ref("FeedLink")), "409": _problem("The link is revoked")},
+                   params=_FEED_ID, tag="feeds"),
+    },
+    "/api/v1/feeds/{feed_id}/revoke": {
+        "post": op("Revoke a feed link for good (idempotent)", {"200": _json(ref("FeedLink"))},
+                   params=_FEED_ID, tag="feeds"),
+    },
+}, {
+    "FeedLinkInput": {
+        "type": "object",
+        "description": "staff_id, group_id, or scope company",
+        "properties": {
+            "scope": {"enum": ["staff", "group", "company"]},
+            "staff_id": {"type": "integer"},
+            "group_id": {"type": "integer"},
+            "privacy": {"enum": ["full", "limited", "busy"], "default": "full"},
+            "label": {"type": "string", "maxLength": 200},
+        },
+    },
+    "FeedLink": {
+        "type": "object",
+        "required": ["id", "scope", "privacy", "name", "status"],
+        "properties": {
+            "id": {"type": "integer"},
+            "scope": {"enum": ["staff", "group", "company"]},
+            "staff_id": {"type": ["integer", "null"]},
+            "group_id": {"type": ["integer", "null"]},
+            "privacy": {"enum": ["full", "limited", "busy"]},
+            "label": {"type": "string"},
+            "name": {"type": "string", "description": "X-WR-CALNAME of the feed"},
+            "status": {"enum": ["active", "revoked"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "rotated_at": {"type": ["string", "null"], "format": "date-time"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            "urls": {
+                "type": "object",
+                "description": "Only while the link is live",
+                "properties": {k: {"type": "string", "format": "uri"}
+                               for k in ("https", "webcal", "google", "outlook")},
+            },
+        },
+    },
+})
 
 
 def setup(app: web.Application) -> None:
