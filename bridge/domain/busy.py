@@ -93,7 +93,7 @@ def expand(calendars: Sequence[icalendar.Calendar], start: dt.datetime, end: dt.
     tz = ZoneInfo(options.timezone)
     out: list[Interval] = []
     events = skipped = 0
-    budget = options.max_occurrences
+    budget = options.max_occurrences + 1  # one more than the cap tells "truncated"
     for cal in calendars:
         events += sum(1 for _ in cal.walk("VEVENT"))
         try:
@@ -112,7 +112,7 @@ def expand(calendars: Sequence[icalendar.Calendar], start: dt.datetime, end: dt.
                 if len(out) >= options.max_occurrences:
                     return Expansion(out, True, events, skipped)
                 out.append((max(a, start), min(b, end)))
-            if len(occurrences) >= budget:
+            if len(occurrences) >= budget:  # occurrences beyond the cap exist
                 return Expansion(out, True, events, skipped)
     return Expansion(out, False, events, skipped)
 

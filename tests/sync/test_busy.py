@@ -136,3 +136,25 @@ def test_transparent_cancelled_and_tentative_follow_the_options() -> None:
     assert hours() == [8, 11]
     assert hours(ignore_tentative=True) == [8]
     assert hours(ignore_transparent=False, ignore_cancelled=False) == [8, 9, 10, 11]
+
+
+@given(st.integers(0, 60), st.sampled_from(["DAILY", "WEEKLY", "HOURLY"]), st.integers(1, 3),
+       st.integers(1, 50), st.integers(0, 40), st.integers(1, 30), st.integers(1, 200))
+def test_recurrences_stay_in_the_window_and_under_the_cap(
+        offset: int, freq: str, interval: int, count: int, win_from: int, win_days: int,
+        cap: int) -> None:
+    first = T0 + dt.timedelta(days=offset, hours=9)
+    cal = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:r\r\n"
+           f"DTSTAMP:20300101T000000Z\r\nDTSTART:{first:%Y%m%dT%H%M%SZ}\r\n"
+           f"DURATION:PT45M\r\nRRULE:FREQ={freq};INTERVAL={interval};COUNT={count}\r\n"
+           "END:VEVENT\r\nEND:VCALENDAR\r\n")
+    lo = T0 + dt.timedelta(days=win_from)
+    hi = lo + dt.timedelta(days=win_days)
+    result = expand(parse_calendars(cal), lo, hi, ExpandOptions(max_occurrences=cap))
+    step = {"DAILY": dt.timedelta(days=1), "WEEKLY": dt.timedelta(weeks=1),
+            "HOURLY": dt.timedelta(hours=1)}[freq] * interval
+    expected = [first + k * step for k in range(count)]
+    expected = [t for t in expected if t < hi and t + dt.timedelta(minutes=45) > lo]
+    assert all(lo <= a < b <= hi for a, b in result.intervals)
+    assert len(result.intervals) == min(len(expected), cap)
+    assert result.truncated == (len(expected) > cap)
