@@ -143,6 +143,10 @@ class Syncer:
                     timeout=cfg.timeout_seconds, conditional=not job.full)
             outcome.etag, outcome.last_modified = result.etag, result.last_modified
             outcome.sync_token, outcome.ctag = result.sync_token, result.ctag
+            if job.kind == "ics" and not result.changed:
+                outcome.ctag = job.ctag  # 304: the content hash stays
+            if result.changed and job.kind == "ics" and result.ctag == job.ctag and not job.full:
+                result.changed = False  # same bytes as last time: nothing to recompute
             if result.changed:
                 try:
                     outcome.busy = await asyncio.to_thread(

@@ -18,6 +18,7 @@ password). What does not: the database (bridge.sync.service).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import socket
 from dataclasses import dataclass, field
@@ -144,9 +145,12 @@ async def _ics_response(resp: aiohttp.ClientResponse, shown: str, etag: str,
         body += chunk
         if len(body) > max_bytes:
             raise SourceError("invalid", f"{shown} is larger than {max_bytes} bytes")
+    # A content hash stands in for a ctag: feeds without validators (many)
+    # then cost a download but no parse, expansion or write when unchanged.
     return ReadResult(True, [bytes(body).decode("utf-8-sig", errors="replace")],
                       etag=resp.headers.get("ETag", ""),
-                      last_modified=resp.headers.get("Last-Modified", ""))
+                      last_modified=resp.headers.get("Last-Modified", ""),
+                      ctag="sha256:" + hashlib.sha256(body).hexdigest())
 
 
 # --- CalDAV -------------------------------------------------------------------

@@ -329,3 +329,33 @@ async def test_company_slack_webhook_and_no_admin_copies(
     await poll(client)
     assert [rcpt for rcpt, _ in smtp.messages] == [["anna@acme.example"]]
     assert len(slack.posts) == 1 and "Calendar connection broken" in slack.posts[0]["text"]
+
+
+async def test_feed_without_validators_is_not_recomputed_when_unchanged(
+        aiohttp_server: Any, app_client: Any, tenant: Tenant, db: Any,
+        monkeypatch: Any) -> None:
+    from aiohttp import web
+
+    _pin_window(monkeypatch)
+    body = {"text": "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+                    "BEGIN:VEVENT\r\nUID:a\r\nDTSTAMP:20310101T000000Z\r\n"
+                    "DTSTART:20310303T090000Z\r\nDTEND:20310303T100000Z\r\nEND:VEVENT\r\n"
+                    "END:VCALENDAR\r\n"}
+
+    async def plain(request: web.Request) -> web.Response:  # no ETag, no Last-Modified
+        return web.Response(text=body["text"], content_type="text/calendar")
+
+    app = web.Application()
+    app.router.add_get("/plain.ics", plain)
+    server = await aiohttp_server(app)
+    staff = await make_staff(app_client, tenant)
+    await link_ics(app_client, tenant, staff, str(server.make_url("/plain.ics")))
+    [first] = await poll(app_client)
+    [second] = await poll(app_client)
+    assert first.outcome.read_changed and not second.outcome.read_changed
+    assert count_rows(db, "external_busy") == 1
+    body["text"] = body["text"].replace("T100000Z", "T110000Z")
+    [third] = await poll(app_client)
+    assert third.outcome.read_changed
+    assert await free_starts(app_client, tenant, staff, MON) == [
+        "11:00", "12:00", "13:00", "14:00", "15:00", "16:00"]
