@@ -265,19 +265,13 @@ def has_uid(s: Session, scope: Scope, uid: str) -> bool:
 
 
 def collection_etag(s: Session, scope: Scope) -> str:
-    """Changes whenever an item is added, changed or removed (getctag, getetag)."""
-    row = s.execute(_appointments(scope).with_only_columns(
-        func.count(Appointment.id), func.max(Appointment.updated_at),
-        func.coalesce(func.sum(Appointment.version), 0))).one()
-    parts: list[Any] = [scope, *row]
-    if scope.kind == "calendar":
-        parts += list(s.execute(select(
-            func.count(BlockedTime.id), func.max(BlockedTime.updated_at),
-            func.coalesce(func.sum(BlockedTime.version), 0),
-        ).where(BlockedTime.staff_id == scope.staff_id)).one())
-    meta = s.get(DavProperty, scope_path_key(scope))
-    if meta is not None:
-        parts.append(sorted(meta.props.items()))
+    """getetag/getctag of a collection: the company's change-log position (every
+    item change is logged, so it moves whenever the content does; it also
+    moves for changes elsewhere in the company, which costs a client one
+    cheap sync-collection) and the client-set properties. O(1)."""
+    seq = s.execute(select(Company.change_seq).where(Company.id == scope.company_id)
+                    ).scalar_one()
+    parts: list[Any] = [scope, seq, sorted(get_props(s, scope).items())]
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
@@ -405,8 +399,14 @@ def _edit_appointment(s: Session, scope: Scope, actor: repo.Actor, item: ItemRow
     if payload.get("status") == "cancelled" and _refuse_cancel(company):
         payload.pop("status")
         refused.append("status (this company cancels bookings only in the booking system)")
-    repo.update_appointment(s, scope.company_id, appt.id, payload, actor,
-                            if_match=item.etag, ical=obj.text)
+    seq = repo.company_version(s, scope.company_id)
+    _, changed = repo.update_appointment(s, scope.company_id, appt.id, payload, actor,
+                                         if_match=item.etag, ical=obj.text)
+    if changed and repo.company_version(s, scope.company_id) == seq:
+        # Only client-only data changed (an alarm, a colour): the booking is the
+        # same, but other devices must see the new ETag in sync-collection.
+        repo.log_change(s, scope.company_id, "appointment.calendar_data_changed",
+                        "appointment", appt.id, actor, {"fields": []}, staff_id=appt.staff_id)
     stored = _appt_item(appt)
     return PutResult(stored, False, exact=stored.text == obj.text, refused=tuple(refused))
 

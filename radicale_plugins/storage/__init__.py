@@ -89,6 +89,7 @@ class Collection(storage.BaseCollection):  # type: ignore[misc]
         self._scope = scope
         self._title = title
         self._user = user
+        self._meta: dict[str, str] | None = None
 
     # -- identity and metadata ---------------------------------------------------
     @property
@@ -113,10 +114,13 @@ class Collection(storage.BaseCollection):  # type: ignore[misc]
         return meta
 
     def get_meta(self, key: str | None = None) -> Any:
-        meta = self._base_meta()
-        if self._scope is not None:
-            with self._store.session() as s:
-                meta = merge_meta(meta, service.get_props(s, self._scope))
+        if self._meta is None:
+            meta = self._base_meta()
+            if self._scope is not None:
+                with self._store.session() as s:
+                    meta = merge_meta(meta, service.get_props(s, self._scope))
+            self._meta = meta  # Radicale asks several times per request
+        meta = self._meta
         if key is None:
             return meta
         return meta.get(key)
@@ -129,6 +133,7 @@ class Collection(storage.BaseCollection):  # type: ignore[misc]
             plugin_backend.fail(Forbidden("a calendar stays a calendar"))
         with self._store.session() as s:
             service.set_props(s, self._scope, cleaned)
+        self._meta = None
 
     @property
     def last_modified(self) -> str:

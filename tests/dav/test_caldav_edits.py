@@ -402,3 +402,20 @@ def test_depth1_listing_of_colleague_is_refused(
                    {"Depth": "1", "Content-Type": "application/xml"})
     assert response.status_code == 403
     assert ".ics" not in response.text
+
+
+def test_alarm_added_on_one_device_reaches_the_other_by_sync(
+        live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    create_appointment(db, anna.company_id, anna.staff_id)
+    laptop = own_calendar(live, anna)
+    token = laptop.objects_by_sync_token(load_objects=False).sync_token
+    phone_event = the_event(own_calendar(live, anna))
+    ical = phone_event.icalendar_instance
+    vevent = next(c for c in ical.walk("VEVENT"))
+    vevent.add("COLOR", "teal")
+    phone_event.data = ical.to_ical().decode()
+    phone_event.save()
+    changed = list(laptop.objects_by_sync_token(sync_token=token, load_objects=True))
+    assert len(changed) == 1
+    assert str(changed[0].icalendar_component["COLOR"]) == "teal"
+    assert changes(db, anna.company_id)[-1].type == "appointment.calendar_data_changed"
