@@ -42,6 +42,8 @@ EVENT_TYPES: dict[str, str] = {
                              "calendar); data.before/after show the status and changed fields.",
     "appointment.updated": "Other fields changed; data.fields lists them, data.before/after "
                            "their values.",
+    "appointment.calendar_data_changed": "Only calendar-side data changed (an alarm, a colour); "
+                                         "the booking is the same.",
     "appointment.removed_from_calendar": "Staff deleted a cancelled appointment from their "
                                          "calendar (the booking is unchanged).",
     "blocked_time.created": "A staff member blocked time in their calendar; data has its busy "

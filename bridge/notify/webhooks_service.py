@@ -340,28 +340,49 @@ def pending_count(s: Session, endpoint_id: int) -> int:
 
 # --- what the worker runs ----------------------------------------------------
 
-@dataclass(frozen=True)
-class Job:
-    """One delivery a worker holds the endpoint's lease for."""
+BATCH = 20  # deliveries sent (one at a time, in order) per recording transaction
 
-    endpoint_id: int
+
+@dataclass(frozen=True)
+class Message:
     delivery_id: int
-    url: str
     message_id: str
     payload: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """The next deliveries of one endpoint, whose lease the worker holds."""
+
+    endpoint_id: int
+    url: str
     keys: tuple[bytes, ...]
+    messages: tuple[Message, ...]
 
 
-def _pending_head(s: Session, ep: WebhookEndpoint, secret: bytes, now: dt.datetime) -> Job | None:
-    head = s.execute(
-        select(WebhookDelivery)
+@dataclass(frozen=True)
+class Outcome:
+    """What one request of a delivery came to."""
+
+    delivery_id: int
+    started_at: dt.datetime
+    ok: bool
+    status_code: int | None
+    error: str
+    duration_ms: int
+    excerpt: str
+
+
+def _next_job(s: Session, ep: WebhookEndpoint, secret: bytes, now: dt.datetime) -> Job | None:
+    rows = s.execute(
+        select(WebhookDelivery.id, WebhookDelivery.message_id, WebhookDelivery.payload)
         .where(WebhookDelivery.endpoint_id == ep.id, WebhookDelivery.status == "pending")
-        .order_by(WebhookDelivery.id).limit(1)
-    ).scalar_one_or_none()
-    if head is None:
+        .order_by(WebhookDelivery.id).limit(BATCH)
+    ).all()
+    if not rows:
         return None
-    return Job(ep.id, head.id, ep.url, head.message_id, head.payload,
-               tuple(signing_keys(secret, ep, now)))
+    return Job(ep.id, ep.url, tuple(signing_keys(secret, ep, now)),
+               tuple(Message(r.id, r.message_id, r.payload) for r in rows))
 
 
 def _due() -> tuple[dt.datetime, Select[WebhookEndpoint]]:
@@ -387,13 +408,13 @@ def has_work(s: Session) -> bool:
 
 
 def claim(s: Session, owner: str, limit: int, lease_seconds: float, secret: bytes) -> list[Job]:
-    """Lease up to `limit` due endpoints to `owner`; the head delivery of each."""
+    """Lease up to `limit` due endpoints to `owner`; the next deliveries of each."""
     now, q = _due()
     q = q.limit(limit).with_for_update(of=WebhookEndpoint, skip_locked=True)
     jobs = []
     for ep in s.execute(q).scalars().all():
         enqueue(s, ep, secret)
-        job = _pending_head(s, ep, secret, now)
+        job = _next_job(s, ep, secret, now)
         if job is not None:
             ep.lease_owner, ep.lease_until = owner, now + dt.timedelta(seconds=lease_seconds)
             jobs.append(job)
@@ -407,41 +428,45 @@ def backoff(attempts: int, cfg: WebhookSettings, rng: random.Random | None = Non
     return float(delay * (rng or random).uniform(0.5, 1.0))
 
 
-def record(s: Session, owner: str, job: Job, ok: bool, status_code: int | None, error: str,
-           duration_ms: int, excerpt: str, cfg: WebhookSettings, secret: bytes,
-           lease_seconds: float) -> Job | None:
-    """Write the attempt's outcome; the next delivery to send while the lease
-    holds (None: released, because of a failure, an empty queue, or a lost
-    lease)."""
+def record(s: Session, owner: str, endpoint_id: int, outcomes: Sequence[Outcome],
+           cfg: WebhookSettings, secret: bytes, lease_seconds: float) -> Job | None:
+    """Write what the requests came to (all succeeded but perhaps the last);
+    the next deliveries to send while the lease holds (None: released, after
+    a failure, with the queue empty, or because the lease was lost)."""
     now = utcnow()
-    d = s.get(WebhookDelivery, job.delivery_id)
-    ep = s.get(WebhookEndpoint, job.endpoint_id, with_for_update=True)
-    if d is None or ep is None:  # deleted meanwhile
+    ep = s.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    failed: WebhookDelivery | None = None
+    for o in outcomes:
+        d = s.get(WebhookDelivery, o.delivery_id)
+        if d is None:  # deleted with its endpoint meanwhile
+            continue
+        s.add(WebhookAttempt(delivery_id=d.id, endpoint_id=endpoint_id, started_at=o.started_at,
+                             duration_ms=o.duration_ms, status_code=o.status_code,
+                             error=o.error, response_excerpt=o.excerpt))
+        d.attempts += 1
+        d.last_attempt_at, d.last_status_code, d.last_error = o.started_at, o.status_code, o.error
+        if o.ok:
+            d.status, d.delivered_at = "succeeded", now
+        else:
+            failed = d
+    if ep is None or ep.lease_owner != owner:
         return None
-    s.add(WebhookAttempt(delivery_id=d.id, endpoint_id=ep.id, started_at=now, duration_ms=duration_ms,
-                         status_code=status_code, error=error, response_excerpt=excerpt))
-    d.attempts += 1
-    d.last_attempt_at, d.last_status_code, d.last_error = now, status_code, error
-    if ok:
-        d.status, d.delivered_at = "succeeded", now
-    if ep.lease_owner != owner:
-        return None
-    if ok:
+    if failed is None:
         ep.failing_since = ep.next_attempt_at = None
         if ep.enabled:
             enqueue(s, ep, secret)
-            nxt = _pending_head(s, ep, secret, now)
+            nxt = _next_job(s, ep, secret, now)
             if nxt is not None:
                 ep.lease_until = now + dt.timedelta(seconds=lease_seconds)
                 return nxt
     else:
         if ep.failing_since is None:
-            ep.failing_since = now
+            ep.failing_since = failed.last_attempt_at or now
         failing_for = (now - ep.failing_since).total_seconds()
         if ep.enabled and failing_for >= cfg.disable_after_seconds:
             ep.enabled, ep.disabled_at = False, now
             ep.disabled_reason = (f"deliveries failed for {failing_for:.0f} s "
-                                  f"(last: {error or status_code})")[:500]
+                                  f"(last: {failed.last_error or failed.last_status_code})")[:500]
             ep.version += 1
             ep.updated_at = now
             repo.log_change(s, ep.company_id, "webhook_endpoint.disabled", "webhook_endpoint",
@@ -449,7 +474,7 @@ def record(s: Session, owner: str, job: Job, ok: bool, status_code: int | None, 
                                             "failing_since": ep.failing_since.isoformat(),
                                             "pending": pending_count(s, ep.id)})
         else:
-            ep.next_attempt_at = now + dt.timedelta(seconds=backoff(d.attempts, cfg))
+            ep.next_attempt_at = now + dt.timedelta(seconds=backoff(failed.attempts, cfg))
     ep.lease_owner = ep.lease_until = None
     return None
 

@@ -13,23 +13,25 @@ past retention once an hour.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from bridge.changes.service import SIGNAL, purge
 from bridge.config import Settings
 from bridge.db.engine import Database
+from bridge.db.models import utcnow
 from bridge.keys import DB, SECRET, SETTINGS
 from bridge.notify import webhooks_service as svc
 from bridge.notify.webhooks import Sender, parse_networks, signed_headers
 
 log = logging.getLogger("calbridge.webhooks")
+T = TypeVar("T")
 PURGE_EVERY = 3600.0
 
 
@@ -38,8 +40,9 @@ class DeliveryWorker:
         self.db, self.settings, self.secret = db, settings, secret
         self.cfg = settings.webhooks
         self.owner = f"w-{uuid.uuid4().hex[:12]}"
-        # A lease outlives one request; a crashed worker's endpoints resume after it.
-        self.lease = self.cfg.timeout_seconds + 5
+        # A lease outlives a few requests; a crashed worker's endpoints resume after it.
+        # A batch stops sending while one more request could still end within it.
+        self.lease = 2 * self.cfg.timeout_seconds + 10
         self.sender = Sender(timeout=self.cfg.timeout_seconds,
                              max_response_bytes=self.cfg.max_response_bytes,
                              allow=parse_networks(self.cfg.allow_networks))
@@ -47,6 +50,16 @@ class DeliveryWorker:
         self.held: set[int] = set()  # endpoints this worker holds the lease of
         self._last_purge = 0.0
         self._stopping = False
+        self._writes: set[asyncio.Task[Any]] = set()
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A unit of work that runs to its end even if the caller is cancelled
+        (stopping must not leave a transaction half done, or a lease taken
+        but not known); `stop` waits for those still running."""
+        task: asyncio.Task[T] = asyncio.create_task(self.db.write(fn, *args))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
 
     async def run(self) -> None:
         poll = self.settings.changes.poll_ms / 1000
@@ -62,13 +75,13 @@ class DeliveryWorker:
     async def tick(self) -> None:
         if time.monotonic() - self._last_purge > PURGE_EVERY:
             self._last_purge = time.monotonic()
-            counts = await self.db.write(purge, self.settings.changes.retention_days)
+            counts = await self._write(purge, self.settings.changes.retention_days)
             if any(counts.values()):
                 log.info("purged %s", counts)
         free = self.cfg.concurrency - len(self.active)
         if free <= 0 or not await self.db.read(svc.has_work):
             return
-        jobs = await self.db.write(svc.claim, self.owner, free, self.lease, self.secret)
+        jobs = await self._write(svc.claim, self.owner, free, self.lease, self.secret)
         for job in jobs:
             self.held.add(job.endpoint_id)
             task = asyncio.create_task(self._deliver(job))
@@ -79,33 +92,48 @@ class DeliveryWorker:
         self.active.pop(endpoint_id, None)
 
     async def _deliver(self, job: svc.Job | None) -> None:
-        """Send an endpoint's deliveries in order while the lease holds."""
+        """Send an endpoint's deliveries in order while the lease holds: each
+        waits for the previous one's 2xx; a batch is recorded in one go."""
         assert job is not None
         endpoint_id = job.endpoint_id
         while job is not None and not self._stopping:
-            body = job.payload.encode()
-            result = await self.sender.send(job.url, body,
-                                            signed_headers(job.keys, job.message_id, body))
-            if not result.ok:
-                log.info("webhook %s to endpoint %s failed: %s", job.message_id,
-                         job.endpoint_id, result.error)
-            job = await self.db.write(
-                svc.record, self.owner, job, result.ok, result.status_code, result.error,
-                result.duration_ms, result.excerpt, self.cfg, self.secret, self.lease)
+            outcomes: list[svc.Outcome] = []
+            leased_at = time.monotonic()
+            for m in job.messages:
+                if outcomes and (self._stopping or time.monotonic() - leased_at
+                                 > self.lease - self.cfg.timeout_seconds - 5):
+                    break
+                body = m.payload.encode()
+                started = utcnow()
+                result = await self.sender.send(job.url, body,
+                                                signed_headers(job.keys, m.message_id, body))
+                outcomes.append(svc.Outcome(m.delivery_id, started, result.ok, result.status_code,
+                                            result.error, result.duration_ms, result.excerpt))
+                if not result.ok:
+                    log.info("webhook %s to endpoint %s failed: %s", m.message_id,
+                             endpoint_id, result.error)
+                    break
+            job = await self._write(svc.record, self.owner, endpoint_id, outcomes, self.cfg,
+                                    self.secret, self.lease)
         if job is not None:
-            await self.db.write(svc.release, self.owner, endpoint_id)
+            await self._write(svc.release, self.owner, endpoint_id)
         self.held.discard(endpoint_id)
 
     async def stop(self) -> None:
+        """Abandon the requests in flight (they will be sent again), let the
+        database writes under way finish, and give the leases back."""
         self._stopping = True
-        tasks = list(self.active.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for eid in list(self.held):
-            await self.db.write(svc.release, self.owner, eid)
-        self.held.clear()
-        await self.sender.close()
+        try:
+            tasks = list(self.active.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._writes, return_exceptions=True)
+            for eid in list(self.held):
+                await self.db.write(svc.release, self.owner, eid)
+            self.held.clear()
+        finally:
+            await self.sender.close()
 
 
 async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -118,7 +146,9 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(worker.run())
     yield
     worker._stopping = True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    SIGNAL.notify()  # the loop ends after its current tick
+    try:
+        await asyncio.wait_for(task, 10)
+    except TimeoutError:
+        pass  # wait_for cancelled it; its writes are shielded
     await worker.stop()

@@ -60,6 +60,16 @@ async def deliveries_when(client: Any, tenant: Tenant, endpoint_id: int,
     return items
 
 
+async def settled(client: Any, tenant: Tenant, endpoint_id: int) -> None:
+    """Wait until the worker has recorded everything it sent (5 s at most)."""
+    for _ in range(250):
+        resp = await client.get(f"{HOOKS}/{endpoint_id}", headers=tenant.headers)
+        if (await resp.json())["pending_deliveries"] == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("deliveries still pending")
+
+
 async def test_events_arrive_signed_in_order_with_before_and_after(
         client: Any, tenant: Tenant, receiver: Receiver) -> None:
     await add_endpoint(client, tenant, receiver, ["appointment.*"])
@@ -86,6 +96,7 @@ async def test_events_arrive_signed_in_order_with_before_and_after(
         k.lower() for k in receiver.got[0].headers}
     # The delivery log shows each as delivered at the first attempt.
     ep_id = (await (await client.get(HOOKS, headers=tenant.headers)).json())["items"][0]["id"]
+    await settled(client, tenant, ep_id)
     resp = await client.get(f"{HOOKS}/{ep_id}/deliveries", headers=tenant.headers)
     log = (await resp.json())["items"]
     assert [(d["event_type"], d["status"], d["attempts"], d["last_status_code"]) for d in log] == [
@@ -113,6 +124,7 @@ async def test_receiver_failures_are_retried_in_order(client: Any, tenant: Tenan
     await receiver.wait_for(lambda: len(receiver.got) >= 5)
     assert [r.payload["data"]["data"]["after"]["email"] for r in receiver.got] == [
         f"s{n}@acme.test" for n in range(5)]
+    await settled(client, tenant, ep["id"])
     resp = await client.get(f"{HOOKS}/{ep['id']}/deliveries/{head['id']}", headers=tenant.headers)
     detail = await resp.json()
     assert detail["status"] == "succeeded"
