@@ -16,6 +16,9 @@ In one run, against a real `calbridge` worker process (SQLite by default,
   receiver. Every webhook is checked against its PUT (and its signature).
   Meanwhile a client long-polls the change feed (`wait=25`): the time from
   the PUT's answer to the feed returning the entry.
+- Delivery throughput to one endpoint: `--burst` changes committed in one
+  transaction, until the receiver has them all (in order, one request at a
+  time, each attempt recorded): deliveries/s.
 
     .venv/bin/python bench/changes_bench.py [--db postgresql] [--entries 20000]
         [--rate 5] [--seconds 10] [--quick]
@@ -213,8 +216,34 @@ class Receiver:
         return runner
 
 
+def log_burst(db_url: str, company_id: int, n: int) -> None:
+    """`n` reschedules logged in one transaction, numbered the way
+    `repo.log_change` numbers them (the company row's counter)."""
+    from sqlalchemy import insert, update
+
+    from bridge.config import DatabaseSettings
+    from bridge.db.engine import Database
+    from bridge.db.models import ChangeEntry, Company
+
+    db = Database(DatabaseSettings(url=db_url))
+    with db.sync_session(write=True) as s:
+        head = s.execute(update(Company).where(Company.id == company_id)
+                         .values(change_seq=Company.change_seq + n)
+                         .returning(Company.change_seq)).scalar_one()
+        now = dt.datetime.now(dt.UTC)
+        s.execute(insert(ChangeEntry), [
+            {"company_id": company_id, "seq": head - n + i + 1, "type": "appointment.rescheduled",
+             "entity": "appointment", "entity_id": 5000 + i, "staff_id": None, "source": "api",
+             "actor": "bench", "created_at": now,
+             "data": {"fields": ["start"], "before": {"start": "2029-01-01T09:00:00+00:00"},
+                      "after": {"start": (dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+                                          + dt.timedelta(minutes=i)).isoformat()}}}
+            for i in range(n)])
+    db.sync_engine.dispose()
+
+
 async def latency(base: str, info: dict[str, Any], rate: float, seconds: float,
-                  warmup: int) -> dict[str, Any]:
+                  warmup: int, burst: int) -> dict[str, Any]:
     import aiohttp
     import icalendar
 
@@ -316,7 +345,18 @@ async def latency(base: str, info: dict[str, Any], rate: float, seconds: float,
                                  headers=signed_headers(key, f"floor_{i}", body)) as r:
                 await r.read()
             floor.append((time.perf_counter() - t0) * 1000)  # the whole round trip
+
+        # A burst: `burst` changes committed at once, delivered one by one in order.
+        t0 = time.perf_counter()
+        await asyncio.to_thread(log_burst, info["db_url"], info["company_id"], burst)
+        committed = time.perf_counter()
+        deadline = committed + 120
+        while sum(k.startswith("2030-") for k in receiver.arrived) < burst:
+            assert time.perf_counter() < deadline, "the burst was not delivered"
+            await asyncio.sleep(0.05)
+        last = max(v for k, v in receiver.arrived.items() if k.startswith("2030-"))
     await runner.cleanup()
+    burst_rate = burst / (last - committed)
     from_send, from_answer, feed, missing = [], [], [], 0
     for k, (t0, t1) in sent.items():
         t = _match(k, receiver.arrived)
@@ -327,7 +367,9 @@ async def latency(base: str, info: dict[str, Any], rate: float, seconds: float,
         from_send.append((t - t0) * 1000)
         from_answer.append((t - t1) * 1000)
         feed.append((p - t1) * 1000)
-    return {"puts": len(sent), "put_errors": errors, "missing": missing,
+    return {"burst": burst, "burst_deliveries_per_s": round(burst_rate),
+            "burst_commit_ms": round((committed - t0) * 1000),
+            "puts": len(sent), "put_errors": errors, "missing": missing,
             "bad_signatures": receiver.bad, "from_put_sent": _dist(from_send),
             "from_put_answered": _dist(from_answer), "long_poll_from_put_answered": _dist(feed),
             "floor_signed_post": _dist(floor)}
@@ -360,10 +402,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="CalDAV PUTs per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--poll-ms", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=1000, help="changes committed at once")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.entries, args.seconds = 2000, 3.0
+        args.entries, args.seconds, args.burst = 2000, 3.0, 200
 
     tmp = Path(tempfile.mkdtemp(prefix="calbridge-changes-bench-"))
     pg_url = None
@@ -395,7 +438,9 @@ def main() -> int:
                 results["feed"][f"limit_{limit}"] = {
                     "http_entries_per_s": round(n / secs), "direct_entries_per_s": round(dn / dsecs),
                     "http_vs_direct": round((n / secs) / (dn / dsecs), 2)}
-            results["latency"] = asyncio.run(latency(base, info, args.rate, args.seconds, 5))
+            info["db_url"] = db_url
+            results["latency"] = asyncio.run(latency(base, info, args.rate, args.seconds, 5,
+                                                     args.burst))
             results["latency"]["rate_per_s"] = args.rate
         finally:
             proc.terminate()
@@ -425,6 +470,9 @@ def main() -> int:
               + ("" if key == "floor_signed_post" else
                  f"   (x{d['p50_ms'] / floor['p50_ms']:.1f} / x{d['p99_ms'] / floor['p99_ms']:.1f} "
                  "the floor)"))
+    print(f"\nburst: {lat['burst']} changes committed at once -> "
+          f"{lat['burst_deliveries_per_s']:,} webhook deliveries/s to one endpoint "
+          "(in order, one request at a time, each attempt recorded)")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"changes{'' if args.db == 'sqlite' else '-pg'}.json").write_text(
