@@ -4,10 +4,12 @@ Safe with any number of workers and processes because all coordination is
 in the database (`webhooks_service.claim` leases endpoints under row locks);
 nothing here is needed by another process. Each tick it asks cheaply
 whether any endpoint is due, claims up to `concurrency` of them, and sends
-each endpoint's deliveries one at a time, in order, recording every attempt
-before the next. It wakes on the change signal of its own process and
-polls every `[changes] poll_ms` for the rest. It also purges the change log
-past retention once an hour.
+each endpoint's deliveries one at a time, in order (each waits for the
+previous one's 2xx), recording up to `webhooks_service.BATCH` attempts in
+one transaction; a crash before that records nothing, so those are sent
+again (at least once). It wakes on the change signal of its own process
+(and, on PostgreSQL, of every process) and polls every `[changes] poll_ms`
+for the rest. It also purges the change log past retention once an hour.
 """
 
 from __future__ import annotations
