@@ -239,7 +239,7 @@ def _expand(cal: icalendar.Calendar, obj: CalendarObject, cap: int, now: dt.date
     except InvalidCalendarData:
         raise
     except Exception as exc:  # the library raises many types for a bad rule
-        raise InvalidCalendarData(f"the recurrence cannot be expanded: {exc}",
+        raise InvalidCalendarData(f"the RRULE/RDATE/EXDATE values cannot be expanded: {exc}",
                                   field="RRULE") from None
     rule = obj.master.get("RRULE")
     rules = rule if isinstance(rule, list) else [rule] if rule is not None else []
