@@ -21,7 +21,6 @@ Errors are `InvalidCalendarData` / `Invalid` / `Forbidden` from
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
