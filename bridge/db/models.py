@@ -404,7 +404,8 @@ class CalendarLink(Base):
 
 class ExternalBusy(Base):
     """One busy interval read from a calendar link (UTC): the last good
-    snapshot, replaced whole by the next good read, never by a failure."""
+    snapshot, replaced by the next good read (whole, or per CalDAV object
+    `href` after an RFC 6578 sync), never by a failure."""
 
     __tablename__ = "external_busy"
     __table_args__ = (Index("ix_external_busy_staff_range", "staff_id", "start_at", "end_at"),)
@@ -416,6 +417,7 @@ class ExternalBusy(Base):
     staff_id: Mapped[int] = mapped_column(BigInteger)
     start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    href: Mapped[str] = mapped_column(String(1000), default="")  # CalDAV object; "" for ICS
 
 
 class CalendarPush(Base):

@@ -61,6 +61,21 @@ def compute_busy(texts: list[str], settings: Settings, timezone: str, start: dt.
     return merge(result.intervals)
 
 
+def compute_busy_items(items: dict[str, str], settings: Settings, timezone: str,
+                       start: dt.datetime, end: dt.datetime
+                       ) -> dict[str, list[tuple[dt.datetime, dt.datetime]]]:
+    """Busy intervals per CalDAV object. An object that is not valid
+    iCalendar is skipped (logged), not allowed to hide the others."""
+    out: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+    for href, text in items.items():
+        try:
+            out[href] = compute_busy([text], settings, timezone, start, end)
+        except InvalidCalendarData as exc:
+            log.info("calendar object skipped: %s", exc.message[:200])
+            out[href] = []
+    return out
+
+
 class Syncer:
     def __init__(self, settings: Settings, db: Database,
                  http: aiohttp.ClientSession | None = None) -> None:
@@ -147,7 +162,7 @@ class Syncer:
                 outcome.ctag = job.ctag  # 304: the content hash stays
             if result.changed and job.kind == "ics" and result.ctag == job.ctag and not job.full:
                 result.changed = False  # same bytes as last time: nothing to recompute
-            if result.changed:
+            if result.changed and job.kind == "ics":
                 try:
                     outcome.busy = await asyncio.to_thread(
                         compute_busy, result.texts, self.settings, job.timezone, start, end)
@@ -155,6 +170,12 @@ class Syncer:
                     raise SourceError("invalid", f"the calendar is not valid iCalendar: "
                                                  f"{exc.message[:300]}") from None
                 outcome.read_changed, outcome.window_end = True, end
+            elif result.changed:
+                outcome.busy_by_href = await asyncio.to_thread(
+                    compute_busy_items, result.items, self.settings, job.timezone, start, end)
+                outcome.deleted, outcome.incremental = result.deleted, result.incremental
+                outcome.read_changed = True
+                outcome.window_end = None if result.incremental else end
             outcome.read_ok = True
         except SourceError as exc:
             outcome.ok, outcome.error = False, exc

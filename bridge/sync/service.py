@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -439,12 +439,26 @@ def _next_poll(link: CalendarLink, settings: Settings, now: dt.datetime) -> dt.d
 
 
 def _replace_busy(s: Session, link: CalendarLink, intervals: Sequence[Interval]) -> None:
-    s.execute(delete(ExternalBusy).where(ExternalBusy.link_id == link.id))
-    if intervals:
-        s.execute(insert(ExternalBusy), [
-            {"link_id": link.id, "staff_id": link.staff_id, "start_at": a, "end_at": b}
-            for a, b in intervals])
-    link.busy_count = len(intervals)
+    _store_busy(s, link, {"": list(intervals)}, incremental=False, deleted=())
+
+
+def _store_busy(s: Session, link: CalendarLink, by_href: Mapping[str, Sequence[Interval]], *,
+                incremental: bool, deleted: Sequence[str]) -> None:
+    """Replace the link's snapshot whole, or (incremental) only the rows of
+    the objects that changed or were deleted."""
+    if incremental:
+        touched = sorted(set(by_href) | set(deleted))
+        for i in range(0, len(touched), 500):
+            s.execute(delete(ExternalBusy).where(ExternalBusy.link_id == link.id,
+                                                 ExternalBusy.href.in_(touched[i:i + 500])))
+    else:
+        s.execute(delete(ExternalBusy).where(ExternalBusy.link_id == link.id))
+    rows = [{"link_id": link.id, "staff_id": link.staff_id, "start_at": a, "end_at": b,
+             "href": href} for href, intervals in by_href.items() for a, b in intervals]
+    if rows:
+        s.execute(insert(ExternalBusy), rows)
+    link.busy_count = int(s.execute(select(func.count()).select_from(ExternalBusy).where(
+        ExternalBusy.link_id == link.id)).scalar_one()) if incremental else len(rows)
 
 
 @dataclass
@@ -454,7 +468,10 @@ class Outcome:
     ok: bool  # the whole job (read and write) succeeded
     read_ok: bool = False
     read_changed: bool = False
-    busy: list[Interval] | None = None
+    busy: list[Interval] | None = None  # ICS
+    busy_by_href: dict[str, list[Interval]] | None = None  # CalDAV, per object
+    incremental: bool = False
+    deleted: list[str] = field(default_factory=list)
     window_end: dt.datetime | None = None
     etag: str = ""
     last_modified: str = ""
@@ -480,6 +497,11 @@ def record(s: Session, settings: Settings, worker: str, job: Job, outcome: Outco
         if outcome.read_changed and outcome.busy is not None:
             _replace_busy(s, link, outcome.busy)
             link.window_end = outcome.window_end
+        elif outcome.read_changed and outcome.busy_by_href is not None:
+            _store_busy(s, link, outcome.busy_by_href, incremental=outcome.incremental,
+                        deleted=outcome.deleted)
+            if not outcome.incremental:
+                link.window_end = outcome.window_end
         link.http_etag, link.http_last_modified = outcome.etag, outcome.last_modified
         link.sync_token, link.ctag = outcome.sync_token, outcome.ctag
     if not (job.read or outcome.error is not None or (outcome.ok and link.health != "ok")):

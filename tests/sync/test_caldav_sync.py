@@ -63,10 +63,28 @@ async def test_external_events_are_busy_and_unchanged_calendar_is_not_reread(
         "11:00", "12:00", "13:00", "14:00", "15:00", "16:00"]
     [report] = await poll(app_client)
     assert report.outcome.ok and not report.outcome.read_changed  # sync-token unchanged
+    # Later changes are read incrementally (RFC 6578 sync-collection): only what changed.
+    calendar.save_event(_event_ics("lunch", MON.replace(hour=12), MON.replace(hour=13)))
+    [report] = await poll(app_client)
+    assert report.outcome.incremental and report.outcome.busy_by_href is not None
+    assert len(report.outcome.busy_by_href) == 1
+    assert await free_starts(app_client, tenant, staff, MON) == [
+        "11:00", "13:00", "14:00", "15:00", "16:00"]
     calendar.event_by_uid("gym").delete()
     [report] = await poll(app_client)
-    assert report.outcome.read_changed
+    assert report.outcome.incremental and len(report.outcome.deleted) == 1
+    assert await free_starts(app_client, tenant, staff, MON) == [
+        "09:00", "10:00", "11:00", "13:00", "14:00", "15:00", "16:00"]
+    calendar.event_by_uid("lunch").delete()
+    await poll(app_client)
     assert len(await free_starts(app_client, tenant, staff, MON)) == 8
+    # A token the server no longer knows: the window is read in full instead.
+    await app_client.app[DB].write(lambda s: s.execute(update(CalendarLink).values(
+        sync_token="http://radicale.org/ns/sync/forgotten")))
+    calendar.save_event(_event_ics("tea", MON.replace(hour=15), MON.replace(hour=16)))
+    [report] = await poll(app_client)
+    assert report.outcome.ok and report.outcome.read_changed and not report.outcome.incremental
+    assert len(await free_starts(app_client, tenant, staff, MON)) == 7
 
 
 async def test_confirmed_appointments_are_written_and_follow_changes(

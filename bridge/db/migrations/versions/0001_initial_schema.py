@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:26:28.426676
+Create Date: 2026-11-22 03:32:33.136264
 """
 
 from __future__ import annotations
@@ -514,6 +514,7 @@ def upgrade() -> None:
         sa.Column("staff_id", sa.BigInteger(), nullable=False),
         sa.Column("start_at", bridge.db.models.UTCDateTime(), nullable=False),
         sa.Column("end_at", bridge.db.models.UTCDateTime(), nullable=False),
+        sa.Column("href", sa.String(length=1000), nullable=False),
         sa.ForeignKeyConstraint(
             ["link_id"],
             ["calendar_links.id"],
