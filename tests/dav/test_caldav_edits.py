@@ -419,3 +419,19 @@ def test_alarm_added_on_one_device_reaches_the_other_by_sync(
     assert len(changed) == 1
     assert str(changed[0].icalendar_component["COLOR"]) == "teal"
     assert changes(db, anna.company_id)[-1].type == "appointment.calendar_data_changed"
+
+
+def test_expired_sync_token_is_403_valid_sync_token(
+        live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    cal = own_calendar(live, anna)
+    cal.save_event(RECURRING)
+    token = cal.objects_by_sync_token(load_objects=False).sync_token
+    create_appointment(db, anna.company_id, anna.staff_id)
+    with db.sync_session(write=True) as s:  # retention purged the entries after the token
+        s.execute(ChangeEntry.__table__.delete())
+    body = ('<?xml version="1.0"?><D:sync-collection xmlns:D="DAV:">'
+            f"<D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level>"
+            "<D:prop><D:getetag/></D:prop></D:sync-collection>")
+    response = raw(live, anna, "REPORT", anna.calendar_path, body,
+                   {"Content-Type": "application/xml"})
+    assert response.status_code == 403 and "valid-sync-token" in response.text
