@@ -24,8 +24,8 @@ from bridge.api.problems import error_middleware
 from bridge.availability import routes as availability_routes
 from bridge.changes import routes as change_routes
 from bridge.config import Settings
-from bridge.db.engine import Database
 from bridge.dav import routes as dav_routes
+from bridge.db.engine import Database
 from bridge.feeds import routes as feed_routes
 from bridge.keys import DB, METRICS, SECRET, SETTINGS
 from bridge.metrics import Metrics
