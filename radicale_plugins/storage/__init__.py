@@ -44,6 +44,9 @@ from radicale_plugins.backend import Backend, backend_for
 
 CALENDAR = "calendar"
 GROUP_PREFIX = "group-"
+# What a client may set on a calendar (PROPPATCH): how it looks, not what it holds.
+CLIENT_PROPS = frozenset({"D:displayname", "ICAL:calendar-color", "ICAL:calendar-order",
+                          "C:calendar-description"})
 _local = threading.local()
 
 
@@ -128,7 +131,9 @@ class Collection(storage.BaseCollection):  # type: ignore[misc]
     def set_meta(self, props: Mapping[str, str]) -> None:
         if self._scope is None:
             plugin_backend.fail(Forbidden("this collection has no writable properties"))
-        cleaned = {k: v for k, v in props.items() if k != "tag" and isinstance(v, str)}
+        base = self._base_meta()
+        cleaned = {k: v for k, v in props.items()
+                   if k in CLIENT_PROPS and isinstance(v, str) and v != base.get(k)}
         if props.get("tag", "VCALENDAR") != "VCALENDAR":
             plugin_backend.fail(Forbidden("a calendar stays a calendar"))
         with self._store.session() as s:

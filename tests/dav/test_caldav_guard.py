@@ -317,3 +317,22 @@ def test_principal_properties_for_ios_and_davx5(live: LiveServer, anna: StaffLog
     home = "<href>/dav/anna%40acme.example/</href>"
     assert response.text.count(home) >= 3  # the response, the principal, the home set
     assert "calendar-home-set" in response.text and "principal" in response.text
+
+
+def test_proppatch_sets_name_and_colour_not_components(
+        live: LiveServer, anna: StaffLogin) -> None:
+    body = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" '
+            'xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:I="http://apple.com/ns/ical/">'
+            "<D:set><D:prop><D:displayname>Work</D:displayname>"
+            "<I:calendar-color>#FF0000FF</I:calendar-color>"
+            "<C:supported-calendar-component-set><C:comp name=\"VTODO\"/>"
+            "</C:supported-calendar-component-set></D:prop></D:set></D:propertyupdate>")
+    raw(live, anna, "PROPPATCH", anna.calendar_path, body, {"Content-Type": "application/xml"})
+    query = ('<?xml version="1.0"?><D:propfind xmlns:D="DAV:" '
+             'xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:I="http://apple.com/ns/ical/">'
+             "<D:prop><D:displayname/><I:calendar-color/><C:supported-calendar-component-set/>"
+             "</D:prop></D:propfind>")
+    text = raw(live, anna, "PROPFIND", anna.calendar_path, query,
+               {"Depth": "0", "Content-Type": "application/xml"}).text
+    assert ">Work<" in text and "#FF0000FF" in text
+    assert 'name="VEVENT"' in text and 'name="VTODO"' not in text
