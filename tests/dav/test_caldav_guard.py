@@ -336,3 +336,12 @@ def test_proppatch_sets_name_and_colour_not_components(
                {"Depth": "0", "Content-Type": "application/xml"}).text
     assert ">Work<" in text and "#FF0000FF" in text
     assert 'name="VEVENT"' in text and 'name="VTODO"' not in text
+
+
+def test_failed_logins_are_limited_per_address_too(
+        live: LiveServer, anna: StaffLogin) -> None:
+    for i in range(10):  # ten different (unknown) users from one address
+        stranger = StaffLogin(0, 0, f"guess{i}@acme.example", "nope")
+        assert raw(live, stranger, "PROPFIND", anna.calendar_path).status_code == 401
+    assert raw(live, anna, "PROPFIND", anna.calendar_path, "",
+               {"Depth": "0"}).status_code == 401
