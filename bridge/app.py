@@ -7,18 +7,15 @@ API keys) and each feature's routes. No rules live here.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from bridge.accesslog import AccessLog
 from bridge.api import routes as api_routes
 from bridge.api.auth import api_key_middleware
-from bridge.api.http import conditional_get_middleware
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
 from bridge.availability import routes as availability_routes
@@ -27,20 +24,12 @@ from bridge.config import Settings
 from bridge.dav import routes as dav_routes
 from bridge.db.engine import Database
 from bridge.feeds import routes as feed_routes
-from bridge.keys import DB, METRICS, SECRET, SETTINGS
+from bridge.keys import ACCESS_LOG, DB, METRICS, SECRET, SETTINGS
 from bridge.metrics import Metrics
 from bridge.notify import webhooks_routes, webhooks_worker
 from bridge.sync import routes as sync_routes
 from bridge.sync.scheduler import syncer_ctx
 from bridge.web.routes import console_app
-
-access_log = logging.getLogger("calbridge.access")
-_SECRET_PATHS = re.compile(r"^/(feeds|invite|set-password)/[^/]+")
-
-
-def redact_path(path: str) -> str:
-    """The path as it may be logged: secret tokens replaced."""
-    return _SECRET_PATHS.sub(lambda m: f"/{m.group(1)}/[redacted]", path)
 
 
 @web.middleware
@@ -60,16 +49,11 @@ async def observe_middleware(
         elapsed = time.perf_counter() - start
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].observe(request.method, route, status, elapsed)
-        if request.app[SETTINGS].server.access_log:
-            access_log.info(json.dumps({
-                "method": request.method,
-                "path": redact_path(request.path),
-                "route": route,
-                "status": status,
-                "ms": round(elapsed * 1000, 2),
-                "remote": request.remote,
-            }))
+        app = request.app
+        app[METRICS].observe(request.method, route, status, elapsed)
+        log = app.get(ACCESS_LOG)
+        if log is not None:
+            log.add(request.method, request.path, route, status, elapsed, request.remote)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -89,13 +73,15 @@ async def metrics(request: web.Request) -> web.Response:
 def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[observe_middleware, error_middleware, api_key_middleware,
-                     conditional_get_middleware],
+        middlewares=[observe_middleware, error_middleware, api_key_middleware],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[SECRET] = settings.secret()
     app[DB] = database or Database(settings.database)
+    if settings.server.access_log:
+        app[ACCESS_LOG] = AccessLog(settings.server.access_log_flush_seconds)
+        app.cleanup_ctx.append(lambda app: app[ACCESS_LOG].run())
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield

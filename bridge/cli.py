@@ -34,8 +34,14 @@ class Output:
         self.data, self.text = data, text
 
 
+_OPEN: list[Database] = []
+
+
 def database(settings: Settings) -> Database:
-    return Database(settings.database)
+    """The database for one command; closed by `main` when the command ends."""
+    db = Database(settings.database)
+    _OPEN.append(db)
+    return db
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> Output:
@@ -53,7 +59,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> Output:
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> Output:
     from bridge.db.migrate import current, upgrade
 
-    Database(settings.database).sync_engine.dispose()  # creates the SQLite folder
+    database(settings)  # creates the SQLite folder
     upgrade(settings.database.url)
     rev = current(settings.database.url)
     return Output({"revision": rev}, f"database at revision {rev}")
@@ -66,7 +72,6 @@ def _demo(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
     upgrade(settings.database.url)
     info = load_demo(db, settings)
-    db.sync_engine.dispose()
     return Output(info, info.pop("_text"))
 
 
@@ -190,11 +195,11 @@ COMMANDS: list[Register] = []
 
 def _load_feature_commands() -> None:
     # Imported for their side effect of appending to COMMANDS.
-    import bridge.sync.cli  # noqa: F401
     import bridge.changes.cli
-    import bridge.dav.cli  # noqa: F401
-    import bridge.feeds.cli  # noqa: F401
+    import bridge.dav.cli
+    import bridge.feeds.cli
     import bridge.notify.webhooks_cli
+    import bridge.sync.cli
     import bridge.web.cli  # noqa: F401
 
 
@@ -218,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        while _OPEN:
+            _OPEN.pop().sync_engine.dispose()
     if args.json:
         print(json.dumps(out.data, indent=2, default=str))
     else:

@@ -45,6 +45,10 @@ class ServerSettings:
         default=1_048_576, metadata=_meta("Largest request body accepted (413 above).", min=1024)
     )
     access_log: bool = field(default=True, metadata=_meta("Write a JSON access log line per request."))
+    access_log_flush_seconds: float = field(
+        default=1.0,
+        metadata=_meta("Access log lines are written in batches this often (0: at once).", min=0),
+    )
 
 
 @dataclass(frozen=True)
@@ -366,10 +370,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         if not name.startswith("CALBRIDGE_") or name in ("CALBRIDGE_CONFIG",):
             continue
         rest = name[len("CALBRIDGE_") :].lower()
-        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
-        if section is None:
+        env_section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if env_section is None:
             raise ConfigError(f"unknown setting in environment variable {name}")
-        data.setdefault(section, {})[rest[len(section) + 1 :]] = (value, f"environment {name}")
+        key = rest[len(env_section) + 1 :]
+        data.setdefault(env_section, {})[key] = (value, f"environment {name}")
     built: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         known = {f.name: f for f in fields(cls)}

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from bridge.accesslog import AccessLog
 from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.feeds.serve import FeedServer
@@ -20,3 +21,4 @@ SYNCER = web.AppKey("calendar_syncer", Syncer)
 FEEDS = web.AppKey("feeds", FeedServer)
 # Set when the server shuts down: long polls on the change feed answer at once.
 CHANGES_STOPPING = web.AppKey("changes_stopping", asyncio.Event)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)

@@ -97,6 +97,7 @@ def make_settings(db_url: str, tmp_path: Path, **sections: Any) -> Settings:
         "CALBRIDGE_DATABASE_URL": db_url,
         "CALBRIDGE_SECURITY_SECRET_KEY": "test-secret-" + "x" * 32,
         "CALBRIDGE_SERVER_ACCESS_LOG": "true",
+        "CALBRIDGE_SERVER_ACCESS_LOG_FLUSH_SECONDS": "0",
     }
     settings = load_settings(ROOT / "config" / "calbridge.toml", env)
     return settings.replace(**sections) if sections else settings

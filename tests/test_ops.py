@@ -3,6 +3,7 @@ the access log carries no secrets."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -50,3 +51,18 @@ async def test_access_log_has_no_secrets(client: Any, tenant: Tenant,
     assert "/feeds/[redacted]" in text
     for secret in (tenant.api_key, secret_token, "hunter2", "Bearer", "session=abc"):
         assert secret not in text
+
+
+async def test_access_log_is_written_in_batches(aiohttp_client: Any, db_url: str, tmp_path: Any,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="calbridge.access")
+    settings = make_settings(db_url, tmp_path).replace(server={"access_log_flush_seconds": 60.0})
+    client = await aiohttp_client(create_app(settings))
+    for _ in range(3):
+        await client.get("/healthz")
+    assert not [r for r in caplog.records if r.name == "calbridge.access"]
+    await client.close()  # shutdown flushes what is pending, as one record
+    records = [r.getMessage() for r in caplog.records if r.name == "calbridge.access"]
+    assert len(records) == 1
+    lines = [json.loads(line) for line in records[0].split("\n")]
+    assert [(line["route"], line["status"]) for line in lines] == [("/healthz", 200)] * 3

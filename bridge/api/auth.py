@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bridge.api.http import revalidate
 from bridge.db import repo
 from bridge.errors import Unauthorized
 from bridge.keys import DB, SECRET
@@ -23,8 +24,12 @@ PUBLIC = {"/api/v1/openapi.json"}
 async def api_key_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if not request.path.startswith("/api/") or request.path in PUBLIC:
+    """Authenticate /api/ requests and answer their conditional GETs; every
+    other path (feeds above all) passes straight through."""
+    if not request.path.startswith("/api/"):
         return await handler(request)
+    if request.path in PUBLIC:
+        return revalidate(request, await handler(request))
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -34,7 +39,7 @@ async def api_key_middleware(
     if company is None:
         raise Unauthorized("unknown or revoked API key")
     request[COMPANY_ID] = company.id
-    return await handler(request)
+    return revalidate(request, await handler(request))
 
 
 def company_id(request: web.Request) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -43,15 +42,10 @@ def json_response(data: Any, *, status: int = 200, etag: str | None = None,
     return web.Response(status=status, text=text, content_type="application/json", headers=hdrs)
 
 
-@web.middleware
-async def conditional_get_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+def revalidate(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
     """RFC 9110 §13.1.2: a GET whose If-None-Match names the current ETag gets 304."""
-    response = await handler(request)
     inm = request.headers.get("If-None-Match")
-    if (inm is None or request.method not in ("GET", "HEAD") or response.status != 200
-            or not request.path.startswith("/api/")):
+    if inm is None or request.method not in ("GET", "HEAD") or response.status != 200:
         return response
     etag = response.headers.get("ETag")
     tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
