@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test install install-test lint typecheck pytest bench clean postgres node-deps chromium
+.PHONY: readme-config run test install install-test lint typecheck pytest bench clean postgres node-deps chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ chromium:
 	@/usr/bin/chromium --version
 
 lint: install-test
-	$(BIN)/ruff check bridge radicale_plugins tests bench
+	$(BIN)/ruff check bridge radicale_plugins tests bench scripts
 	$(BIN)/lint-imports
 
 typecheck: install-test
@@ -57,6 +57,10 @@ test: lint typecheck pytest
 
 bench: install-test postgres
 	$(BIN)/python bench/run_all.py
+
+# The config reference in README.md, generated from bridge/config.py.
+readme-config: install
+	$(BIN)/python scripts/readme_config.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
