@@ -16,6 +16,7 @@ from aiohttp import web
 from bridge.accesslog import AccessLog
 from bridge.api import routes as api_routes
 from bridge.api.auth import api_key_middleware
+from bridge.api.http import client_address
 from bridge.api.openapi import openapi_handler
 from bridge.api.problems import error_middleware
 from bridge.availability import routes as availability_routes
@@ -53,7 +54,8 @@ async def observe_middleware(
         app[METRICS].observe(request.method, route, status, elapsed)
         log = app.get(ACCESS_LOG)
         if log is not None:
-            log.add(request.method, request.path, route, status, elapsed, request.remote)
+            remote = client_address(request, app[SETTINGS].server.trust_proxy)
+            log.add(request.method, request.path, route, status, elapsed, remote)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -122,3 +122,15 @@ def match_id(request: web.Request, name: str) -> int:
 
         raise NotFound(f"no such {name.removesuffix('_id')}", field=name)
     return int(raw)
+
+
+def client_address(request: web.Request, trust_proxy: bool) -> str:
+    """The client's address for rate limits and logs. Behind a proxy we run
+    (`[server] trust_proxy`), the last X-Forwarded-For hop is the one our proxy
+    added; earlier hops are whatever the client sent, so they are not trusted."""
+    if trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    return request.remote or ""

@@ -28,6 +28,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from bridge.api.http import client_address
 from bridge.dav import passwords
 from bridge.db import repo
 from bridge.db.models import FeedLink
@@ -243,9 +244,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not email or not password:
         return _login_page(request, nonce=nonce, email=email, status=422,
                            error="Enter your email and password.")
-    remote = request.remote or "unknown"
-    if settings.server.trust_proxy and "X-Forwarded-For" in request.headers:
-        remote = request.headers["X-Forwarded-For"].split(",")[0].strip()
+    remote = client_address(request, settings.server.trust_proxy) or "unknown"
     try:
         await db.read(accounts.check_rate, email, remote, settings.web)
     except accounts.TooManyAttempts as exc:
