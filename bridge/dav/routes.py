@@ -34,6 +34,7 @@ from radicale.app import Application as RadicaleApplication
 
 from bridge.api.auth import company_id
 from bridge.api.http import json_body, json_response, match_id
+from bridge.api.openapi import _id, _json, _list_of, add_paths, op, ref
 from bridge.config import Settings
 from bridge.dav import listing, passwords
 from bridge.db import repo
@@ -269,6 +270,50 @@ async def revoke_app_password(request: web.Request) -> web.Response:
     actor = _actor(request)
     await request.app[DB].write(lambda s: passwords.revoke(s, cid, sid, pid, actor))
     return web.Response(status=204)
+
+
+_STAFF_ID = [_id("staff_id")]
+add_paths({
+    "/api/v1/staff/{staff_id}/app-passwords": {
+        "post": op("Issue a CalDAV app password (the password is in this answer only)",
+                   {"201": _json(ref("NewAppPassword"), "Created")}, params=_STAFF_ID,
+                   body="AppPasswordInput", tag="caldav"),
+        "get": op("List a staff member's app passwords (never the password or its hash)",
+                  {"200": _json(_list_of("AppPassword"))}, params=_STAFF_ID, tag="caldav"),
+    },
+    "/api/v1/staff/{staff_id}/app-passwords/{pw_id}": {
+        "delete": op("Revoke an app password (effective on the next request)",
+                     {"204": {"description": "Revoked"}},
+                     params=[*_STAFF_ID, _id("pw_id")], tag="caldav"),
+    },
+}, {
+    "AppPasswordInput": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"label": {"type": "string", "maxLength": 200}},
+    },
+    "AppPassword": {
+        "type": "object",
+        "required": ["id", "staff_id", "label", "created_at", "last_used_at", "revoked_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "staff_id": {"type": "integer"},
+            "label": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "NewAppPassword": {
+        "allOf": [ref("AppPassword"), {
+            "type": "object", "required": ["password", "caldav"],
+            "properties": {
+                "password": {"type": "string"},
+                "caldav": {"type": "object", "required": ["url", "username"], "properties": {
+                    "url": {"type": "string"}, "username": {"type": "string"}}},
+            },
+        }],
+    },
+})
 
 
 def setup(app: web.Application) -> None:
