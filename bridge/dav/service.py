@@ -37,7 +37,7 @@ from bridge.db.models import (
     utcnow,
 )
 from bridge.domain import caldav as mapping
-from bridge.errors import Forbidden, NotFound, PreconditionFailed, SyncTokenInvalid
+from bridge.errors import Forbidden, NotFound, SyncTokenInvalid
 
 SYNC_PREFIX = "urn:calbridge:sync:"
 # Busy intervals are stored in pieces of at most this length, so a time-range
@@ -490,7 +490,3 @@ def delete_item(s: Session, scope: Scope, actor: repo.Actor, href: str) -> None:
     appt.dav_hidden = True
     s.flush()
 
-
-def check_etag(current: str, if_match: str | None) -> None:
-    if if_match is not None and if_match not in ("*", current):
-        raise PreconditionFailed("the item changed since you read it")
