@@ -54,7 +54,7 @@ def radicale_config(settings: Settings) -> Any:
     configuration = radicale.config.load()
     configuration.update({
         "auth": {"type": "radicale_plugins.auth", "realm": "calbridge CalDAV",
-                 "delay": "0.2", "lc_username": "True"},
+                 "delay": "0", "lc_username": "True"},  # limits: passwords.login
         "rights": {"type": "radicale_plugins.rights"},
         "storage": {"type": "radicale_plugins.storage",
                     "database_url": settings.database.url},
