@@ -59,6 +59,7 @@ class Backend:
     db: Database
     settings: Settings
     logins: LoginCache = field(default_factory=LoginCache)
+    owned: bool = False  # the plugins opened this database (a stock Radicale)
 
 
 _backends: dict[str, Backend] = {}
@@ -94,9 +95,17 @@ def backend_for(configuration: Any) -> Backend:
         settings = load_settings(config_path or None, environ={})
         if url:
             settings = settings.replace(database={"url": url})
-        backend = Backend(Database(settings.database), settings)
+        backend = Backend(Database(settings.database), settings, owned=True)
         _backends[settings.database.url] = backend
         return backend
+
+
+def forget(url: str) -> None:
+    """Drop the backend of `url`, closing its connections if the plugins opened them."""
+    with _lock:
+        backend = _backends.pop(url, None)
+    if backend is not None and backend.owned:
+        backend.db.sync_engine.dispose()
 
 
 # --- the status boundary ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""PROPFIND Depth 1 on a calendar, answered from one SQL query (RFC 4918 §9.1).
+"""Calendar listings and week queries answered from SQL (RFC 4918 §9.1, RFC 4791 §7.8).
 
 Clients list a calendar with `PROPFIND Depth: 1` asking for the ETags (and
 the content type, resource type, last-modified) of every item, then fetch
@@ -9,10 +9,18 @@ Depth 0 for the collection itself (so authentication, rights and the
 collection's properties stay Radicale's), then appends one response per item
 from a columns-only query. Anything else — other properties, `allprop`,
 `propname`, other collections — returns None and Radicale answers alone.
+
+The same for the commonest REPORT, a `calendar-query` of VEVENTs in one
+time range asking for `getetag` and the whole `calendar-data`: when the
+indexes decide every match (`service.filtered_items` says so for each
+item), the answer is the stored texts; a PROPFIND Depth 0 through Radicale
+first decides the user's rights. A filter the indexes cannot decide, `expand`,
+partial calendar-data or other properties go to Radicale.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +32,7 @@ from bridge.dav import service
 from bridge.db.engine import Database
 
 DAV = "{DAV:}"
+CAL = "{urn:ietf:params:xml:ns:caldav}"
 ITEM_PROPS = {f"{DAV}getetag", f"{DAV}getcontenttype", f"{DAV}resourcetype",
               f"{DAV}getlastmodified"}
 CONTENT_TYPE = "text/calendar;charset=utf-8;component=VEVENT"
@@ -44,6 +53,45 @@ def wanted_props(body: bytes) -> list[str] | None:
     if not props or not set(props) <= ITEM_PROPS:
         return None
     return props
+
+
+def _utc(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+
+
+def week_query(body: bytes) -> tuple[list[str], dt.datetime | None, dt.datetime | None] | None:
+    """(props, start, end) of a plain VEVENT time-range calendar-query, else None."""
+    try:
+        root = SafeET.fromstring(body)
+    except Exception:  # malformed or hostile XML: Radicale answers (and refuses) it
+        return None
+    if root.tag != f"{CAL}calendar-query" or [c.tag for c in root] != [
+            f"{DAV}prop", f"{CAL}filter"]:
+        return None
+    props = [c.tag for c in root[0]]
+    data = root[0].find(f"{CAL}calendar-data")
+    if set(props) != {f"{DAV}getetag", f"{CAL}calendar-data"} or len(props) != 2 or (
+            data is None or len(data) or data.attrib):
+        return None
+    cal = root[1]
+    if len(cal) != 1 or cal[0].tag != f"{CAL}comp-filter" or cal[0].get("name") != "VCALENDAR":
+        return None
+    events = cal[0]
+    if len(events) != 1 or events[0].tag != f"{CAL}comp-filter" or (
+            events[0].get("name") != "VEVENT"):
+        return None
+    ranges = list(events[0])
+    if len(ranges) != 1 or ranges[0].tag != f"{CAL}time-range" or len(ranges[0]):
+        return None
+    try:
+        start, end = _utc(ranges[0].get("start")), _utc(ranges[0].get("end"))
+    except ValueError:
+        return None
+    if start is None and end is None:
+        return None
+    return props, start, end
 
 
 def _scope(db: Database, path: str) -> service.Scope | None:
@@ -74,6 +122,51 @@ def _item_xml(prefix: str, href: str, props: list[str], etag: str, modified: str
     inner = "".join(values[p] for p in props)
     return (f"<response><href>{prefix}{escape(quote(href))}</href><propstat><prop>{inner}"
             "</prop><status>HTTP/1.1 200 OK</status></propstat></response>")
+
+
+def _report_item(prefix: str, item: service.ItemRow, props: list[str]) -> str:
+    values = {
+        f"{DAV}getetag": f'<getetag>"{item.etag}"</getetag>',
+        f"{CAL}calendar-data": f"<C:calendar-data>{escape(item.text)}</C:calendar-data>",
+    }
+    inner = "".join(values[p] for p in props)
+    return (f"<response><href>{prefix}{escape(quote(item.href))}</href><propstat><prop>"
+            f"{inner}</prop><status>HTTP/1.1 200 OK</status></propstat></response>")
+
+
+def answer_query(db: Database, environ: dict[str, Any],
+                 call_radicale: Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]],
+                                                                 bytes]],
+                 ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """A calendar-query REPORT answered from the indexes, or None."""
+    if environ.get("REQUEST_METHOD") != "REPORT" or environ.get("HTTP_DEPTH", "0") != "1":
+        return None
+    body: bytes = environ["wsgi.input"].getvalue()
+    query = week_query(body)
+    path = str(environ.get("PATH_INFO", ""))
+    scope = _scope(db, path) if query is not None and path.endswith("/") else None
+    if query is None or scope is None:
+        return None
+    props, start, end = query
+    with db.sync_session() as s:
+        rows = service.filtered_items(s, scope, start, end)
+    if not all(certain for _, certain in rows):
+        return None  # an occurrence only the iCalendar text can decide
+    probe = (b'<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getetag/></prop>'
+             b"</propfind>")
+    head = dict(environ, REQUEST_METHOD="PROPFIND", HTTP_DEPTH="0",
+                CONTENT_LENGTH=str(len(probe)))
+    head.pop("HTTP_ACCEPT_ENCODING", None)
+    head["wsgi.input"] = type(environ["wsgi.input"])(probe)
+    status, headers, payload = call_radicale(head)  # the user's rights on the collection
+    if status != 207:
+        return status, headers, payload
+    prefix = escape(quote(f"{environ.get('SCRIPT_NAME', '')}{path}"))
+    out = ("<?xml version='1.0' encoding='utf-8'?>\n"
+           '<multistatus xmlns="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+           + "".join(_report_item(prefix, item, props) for item, _ in rows)
+           + "</multistatus>")
+    return 207, [("Content-Type", "text/xml; charset=utf-8")], out.encode("utf-8")
 
 
 def answer(db: Database, environ: dict[str, Any],

@@ -82,9 +82,13 @@ class DavMount:
              ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Run one request (in a worker thread): a calendar listing from SQL,
         anything else through Radicale."""
-        fast = listing.answer(self.db, environ, lambda env: self.radicale(env, None))
-        if fast is not None:
-            return fast
+        def through_radicale(env: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+            return self.radicale(env, None)
+
+        for fast_path in (listing.answer, listing.answer_query):
+            fast = fast_path(self.db, environ, through_radicale)
+            if fast is not None:
+                return fast
         return self.radicale(environ, body_text)
 
     def radicale(self, environ: dict[str, Any], body_text: str | None

@@ -435,3 +435,50 @@ def test_expired_sync_token_is_403_valid_sync_token(
     response = raw(live, anna, "REPORT", anna.calendar_path, body,
                    {"Content-Type": "application/xml"})
     assert response.status_code == 403 and "valid-sync-token" in response.text
+
+
+def _query(live: LiveServer, who: StaffLogin, props: str, path: str = "") -> dict[str, str]:
+    import xml.etree.ElementTree as ET
+
+    body = ('<?xml version="1.0"?><C:calendar-query xmlns:D="DAV:" '
+            f'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop>{props}</D:prop>'
+            '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+            '<C:time-range start="20260101T000000Z" end="20260601T000000Z"/>'
+            "</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>")
+    response = raw(live, who, "REPORT", path or who.calendar_path, body,
+                   {"Depth": "1", "Content-Type": "application/xml"})
+    assert response.status_code == 207, response.status_code
+    found = {}
+    for r in ET.fromstring(response.content).findall("{DAV:}response"):
+        data = r.findtext(".//{urn:ietf:params:xml:ns:caldav}calendar-data", "")
+        found[r.findtext("{DAV:}href", "")] = (
+            r.findtext(".//{DAV:}getetag", "") + data.replace("\r\n", "\n"))
+    return found
+
+
+def test_time_range_query_from_indexes_matches_radicale(
+        live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    create_appointment(db, anna.company_id, anna.staff_id)
+    create_appointment(db, anna.company_id, anna.staff_id, start="2026-07-04T09:00:00+02:00",
+                       end="2026-07-04T10:00:00+02:00", external_id="later")
+    cal = own_calendar(live, anna)
+    cal.save_event(RECURRING)
+    fast = _query(live, anna, "<D:getetag/><C:calendar-data/>")
+    slow = _query(live, anna, "<D:getetag/><C:calendar-data/><D:getcontenttype/>")
+    assert fast == slow and len(fast) == 2  # the May appointment and the January series
+
+
+def test_time_range_query_of_colleague_is_refused(
+        live: LiveServer, anna: StaffLogin, db: Database) -> None:
+    from tests.dav.conftest import add_staff
+
+    bob = add_staff(db, anna.company_id, "bob@acme.example", "Bob")
+    create_appointment(db, anna.company_id, bob.staff_id)
+    body = ('<?xml version="1.0"?><C:calendar-query xmlns:D="DAV:" '
+            'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data/>'
+            '</D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+            '<C:time-range start="20260101T000000Z" end="20270101T000000Z"/>'
+            "</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>")
+    response = raw(live, anna, "REPORT", bob.calendar_path, body,
+                   {"Depth": "1", "Content-Type": "application/xml"})
+    assert response.status_code == 403 and "Carla" not in response.text

@@ -11,6 +11,7 @@ import radicale
 import radicale.config
 
 from bridge.db.engine import Database
+from radicale_plugins import backend as plugin_backend
 from tests.dav.conftest import StaffLogin, create_appointment
 
 
@@ -41,8 +42,11 @@ def test_stock_radicale_loads_the_plugins_from_its_config(
         f"[storage]\ntype = radicale_plugins.storage\ndatabase_url = {db_url}\n"
         "[web]\ntype = none\n")
     app = radicale.Application(radicale.config.load([(str(config), False)]))
-    status, text = call(app, "PROPFIND", f"/{anna.email}/calendar/", anna, DEPTH="1")
-    assert status.startswith("207")
-    assert text.count(".ics</href>") == 1
-    status, text = call(app, "GET", f"/{anna.email}/calendar/", anna)
-    assert status.startswith("200") and "SUMMARY:Haircut – Carla Diaz" in text
+    try:
+        status, text = call(app, "PROPFIND", f"/{anna.email}/calendar/", anna, DEPTH="1")
+        assert status.startswith("207")
+        assert text.count(".ics</href>") == 1
+        status, text = call(app, "GET", f"/{anna.email}/calendar/", anna)
+        assert status.startswith("200") and "SUMMARY:Haircut – Carla Diaz" in text
+    finally:
+        plugin_backend.forget(db_url)
