@@ -21,8 +21,9 @@ partial calendar-data or other properties go to Radicale.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -33,6 +34,7 @@ from bridge.db.engine import Database
 
 DAV = "{DAV:}"
 CAL = "{urn:ietf:params:xml:ns:caldav}"
+PROBE = b'<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getetag/></prop></propfind>'
 ITEM_PROPS = {f"{DAV}getetag", f"{DAV}getcontenttype", f"{DAV}resourcetype",
               f"{DAV}getlastmodified"}
 CONTENT_TYPE = "text/calendar;charset=utf-8;component=VEVENT"
@@ -134,31 +136,45 @@ def _report_item(prefix: str, item: service.ItemRow, props: list[str]) -> str:
             f"{inner}</prop><status>HTTP/1.1 200 OK</status></propstat></response>")
 
 
-def answer_query(db: Database, environ: dict[str, Any],
-                 call_radicale: Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]],
-                                                                 bytes]],
-                 ) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    """A calendar-query REPORT answered from the indexes, or None."""
-    if environ.get("REQUEST_METHOD") != "REPORT" or environ.get("HTTP_DEPTH", "0") != "1":
+Response = tuple[int, list[tuple[str, str]], bytes]
+Caller = Callable[[dict[str, Any]], Response]
+T = TypeVar("T")
+
+
+def _target(db: Database, environ: dict[str, Any], method: str,
+            parse: Callable[[bytes], T | None]) -> tuple[T, service.Scope, str] | None:
+    """What a Depth-1 `method` on a calendar asks for, if a fast path can answer it."""
+    if environ.get("REQUEST_METHOD") != method or environ.get("HTTP_DEPTH") != "1":
         return None
-    body: bytes = environ["wsgi.input"].getvalue()
-    query = week_query(body)
+    parsed = parse(environ["wsgi.input"].getvalue())
     path = str(environ.get("PATH_INFO", ""))
-    scope = _scope(db, path) if query is not None and path.endswith("/") else None
-    if query is None or scope is None:
+    if parsed is None or not path.endswith("/"):
         return None
-    props, start, end = query
+    scope = _scope(db, path)
+    return None if scope is None else (parsed, scope, path)
+
+
+def _depth0(environ: dict[str, Any], call_radicale: Caller, method: str, body: bytes
+            ) -> Response:
+    """Radicale's own answer for the collection alone (it checks the user's rights)."""
+    head = dict(environ, REQUEST_METHOD=method, HTTP_DEPTH="0", CONTENT_LENGTH=str(len(body)))
+    head.pop("HTTP_ACCEPT_ENCODING", None)  # its answer must stay splice-able
+    head["wsgi.input"] = io.BytesIO(body)
+    return call_radicale(head)
+
+
+def answer_query(db: Database, environ: dict[str, Any], call_radicale: Caller
+                 ) -> Response | None:
+    """A calendar-query REPORT answered from the indexes, or None."""
+    target = _target(db, environ, "REPORT", week_query)
+    if target is None:
+        return None
+    (props, start, end), scope, path = target
     with db.sync_session() as s:
         rows = service.filtered_items(s, scope, start, end)
     if not all(certain for _, certain in rows):
         return None  # an occurrence only the iCalendar text can decide
-    probe = (b'<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getetag/></prop>'
-             b"</propfind>")
-    head = dict(environ, REQUEST_METHOD="PROPFIND", HTTP_DEPTH="0",
-                CONTENT_LENGTH=str(len(probe)))
-    head.pop("HTTP_ACCEPT_ENCODING", None)
-    head["wsgi.input"] = type(environ["wsgi.input"])(probe)
-    status, headers, payload = call_radicale(head)  # the user's rights on the collection
+    status, headers, payload = _depth0(environ, call_radicale, "PROPFIND", PROBE)
     if status != 207:
         return status, headers, payload
     prefix = escape(quote(f"{environ.get('SCRIPT_NAME', '')}{path}"))
@@ -169,22 +185,14 @@ def answer_query(db: Database, environ: dict[str, Any],
     return 207, [("Content-Type", "text/xml; charset=utf-8")], out.encode("utf-8")
 
 
-def answer(db: Database, environ: dict[str, Any],
-           call_radicale: Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes]],
-           ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+def answer(db: Database, environ: dict[str, Any], call_radicale: Caller) -> Response | None:
     """The whole PROPFIND answer, or None when Radicale must answer it."""
-    if environ.get("REQUEST_METHOD") != "PROPFIND" or environ.get("HTTP_DEPTH") != "1":
+    target = _target(db, environ, "PROPFIND", wanted_props)
+    if target is None:
         return None
-    body: bytes = environ["wsgi.input"].getvalue()
-    props = wanted_props(body)
-    path = str(environ.get("PATH_INFO", ""))
-    scope = _scope(db, path) if props is not None and path.endswith("/") else None
-    if props is None or scope is None:
-        return None
-    head = dict(environ, HTTP_DEPTH="0")
-    head.pop("HTTP_ACCEPT_ENCODING", None)  # the collection's part must stay splice-able
-    head["wsgi.input"] = type(environ["wsgi.input"])(body)
-    status, headers, payload = call_radicale(head)
+    props, scope, path = target
+    status, headers, payload = _depth0(environ, call_radicale, "PROPFIND",
+                                       environ["wsgi.input"].getvalue())
     text = payload.decode("utf-8")
     end = text.rfind("</multistatus>")
     if status != 207:
