@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 SECRET = "bench-secret-" + "x" * 40
 LOG = subprocess.DEVNULL if os.environ.get("BENCH_SERVER_LOG") != "1" else None
-PG_ADMIN = os.environ.get("CALBRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def env_for(db_url: str, port: int, poll_ms: int) -> dict[str, str]:

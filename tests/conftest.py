@@ -2,7 +2,7 @@
 
 Every database test runs on SQLite and on PostgreSQL (`db_url` is
 parametrised). PostgreSQL is required: if it cannot be reached the run
-fails, it does not skip — set CALBRIDGE_TEST_SKIP_POSTGRES=1 to run only
+fails, it does not skip — set TEST_SKIP_POSTGRES=1 to run only
 SQLite on a machine without it (CI never sets it).
 
 SQLite: each test gets a copy of a database migrated once per session.
@@ -34,8 +34,8 @@ from bridge.db.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "ics-samples"
-PG_ADMIN = os.environ.get("CALBRIDGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SKIP_PG = os.environ.get("CALBRIDGE_TEST_SKIP_POSTGRES") == "1"
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SKIP_PG = os.environ.get("TEST_SKIP_POSTGRES") == "1"
 BACKENDS = ["sqlite"] if SKIP_PG else ["sqlite", "postgresql"]
 
 
