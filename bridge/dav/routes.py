@@ -36,7 +36,7 @@ from bridge.api.auth import company_id
 from bridge.api.http import json_body, json_response, match_id
 from bridge.api.openapi import _id, _json, _list_of, add_paths, op, ref
 from bridge.config import Settings
-from bridge.dav import listing, passwords
+from bridge.dav import freebusy, listing, passwords
 from bridge.db import repo
 from bridge.db.engine import Database
 from bridge.errors import Invalid, TooLarge
@@ -219,6 +219,11 @@ async def dav_handler(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     status, headers, payload = await loop.run_in_executor(mount.executor, mount.call,
                                                           environ, text)
+    if status == 200 and freebusy.is_free_busy_query(request.method, body):
+        merged = await freebusy.merged_answer(request.app[DB], environ["PATH_INFO"], body)
+        if merged is not None:
+            payload = merged.encode()
+            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "etag", "content-encoding")]
     out = CIMultiDict[str]()
     for key, value in headers:
         if key.lower() not in _HOP_BY_HOP:
