@@ -223,7 +223,8 @@ async def dav_handler(request: web.Request) -> web.StreamResponse:
         merged = await freebusy.merged_answer(request.app[DB], environ["PATH_INFO"], body)
         if merged is not None:
             payload = merged.encode()
-            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "etag", "content-encoding")]
+            dropped = ("content-length", "etag", "content-encoding")
+            headers = [(k, v) for k, v in headers if k.lower() not in dropped]
     out = CIMultiDict[str]()
     for key, value in headers:
         if key.lower() not in _HOP_BY_HOP:
