@@ -14,6 +14,7 @@ a deferred BEGIN and never block (WAL).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -93,6 +94,7 @@ class Database:
         self._sync_write = sessionmaker(
             self.sync_engine.execution_options(**write_opts), expire_on_commit=False
         )
+        self._sqlite_writer = threading.RLock()
         self._async_read = AsyncSession
         self._async_write_engine = self.async_engine.execution_options(**write_opts)
 
@@ -100,6 +102,13 @@ class Database:
     @contextlib.contextmanager
     def sync_session(self, *, write: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
+        if write and self.is_sqlite:
+            # Threads of this process queue here, in order, instead of in
+            # SQLite's busy handler, which sleeps up to 100 ms between tries
+            # and lets a writer starve while others keep the lock busy.
+            with self._sqlite_writer, self._sync_write() as session, session.begin():
+                yield session
+            return
         factory = self._sync_write if write else self._sync_read
         with factory() as session, session.begin():
             yield session
