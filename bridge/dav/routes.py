@@ -33,7 +33,7 @@ from radicale import pathutils as radicale_pathutils
 from radicale.app import Application as RadicaleApplication
 
 from bridge.api.auth import company_id
-from bridge.api.http import json_body, json_response, match_id
+from bridge.api.http import client_address, json_body, json_response, match_id
 from bridge.api.openapi import _id, _json, _list_of, add_paths, op, ref
 from bridge.config import Settings
 from bridge.dav import freebusy, listing, passwords
@@ -147,10 +147,6 @@ def _client_origin(request: web.Request, settings: Settings) -> tuple[str, str]:
     return scheme, host
 
 
-def _remote(request: web.Request, settings: Settings) -> str:
-    if settings.server.trust_proxy and "X-Forwarded-For" in request.headers:
-        return request.headers["X-Forwarded-For"].split(",")[0].strip()
-    return request.remote or ""
 
 
 def _environ(request: web.Request, body: bytes, settings: Settings) -> dict[str, Any]:
@@ -165,7 +161,7 @@ def _environ(request: web.Request, body: bytes, settings: Settings) -> dict[str,
         "SERVER_NAME": name or "localhost",
         "SERVER_PORT": port or ("443" if scheme == "https" else "80"),
         "SERVER_PROTOCOL": f"HTTP/{request.version.major}.{request.version.minor}",
-        "REMOTE_ADDR": _remote(request, settings),
+        "REMOTE_ADDR": client_address(request, settings.server.trust_proxy),
         "wsgi.input": io.BytesIO(body),
         "wsgi.errors": io.StringIO(),
         "wsgi.url_scheme": scheme,

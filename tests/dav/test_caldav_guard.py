@@ -10,10 +10,12 @@ import concurrent.futures
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bridge.config import Settings
 from bridge.db.engine import Database
 from tests.conftest import ROOT, SAMPLES, Tenant, count_rows, make_tenant
 from tests.dav.conftest import LiveServer, StaffLogin, add_staff, create_appointment, raw
@@ -345,3 +347,26 @@ def test_failed_logins_are_limited_per_address_too(
         assert raw(live, stranger, "PROPFIND", anna.calendar_path).status_code == 401
     assert raw(live, anna, "PROPFIND", anna.calendar_path, "",
                {"Depth": "0"}).status_code == 401
+
+
+@pytest.fixture
+def proxied(settings: Settings, tenant: Tenant) -> Iterator[LiveServer]:
+    server = LiveServer(settings.replace(server={"trust_proxy": True}))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_behind_a_proxy_an_invented_first_hop_does_not_evade_the_address_limit(
+        proxied: LiveServer, anna: StaffLogin) -> None:
+    # our proxy appends the address it saw; whatever comes before is the client's
+    for i in range(10):
+        stranger = StaffLogin(0, 0, f"guess{i}@acme.example", "nope")
+        assert raw(proxied, stranger, "PROPFIND", anna.calendar_path, "",
+                   {"X-Forwarded-For": f"10.0.0.{i}, 203.0.113.9"}).status_code == 401
+    refused = raw(proxied, anna, "PROPFIND", anna.calendar_path, "",
+                  {"Depth": "0", "X-Forwarded-For": "10.9.9.9, 203.0.113.9"})
+    assert refused.status_code == 401
+    other = raw(proxied, anna, "PROPFIND", anna.calendar_path, "",
+                {"Depth": "0", "X-Forwarded-For": "203.0.113.9, 198.51.100.4"})
+    assert other.status_code == 207
