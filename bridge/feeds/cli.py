@@ -27,58 +27,46 @@ def _text(link: dict[str, Any]) -> str:
 
 def _create(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
-    try:
-        with db.sync_session(write=True) as s:
-            company = repo.get_company(s, args.company)
-            payload: dict[str, Any] = {"privacy": args.privacy, "label": args.label}
-            if args.staff:
-                payload["staff_id"] = repo.get_staff_by_email(s, company.id, args.staff).id
-            elif args.group:
-                payload["group_id"] = repo.get_group_by_slug(s, company.id, args.group).id
-            else:
-                payload["scope"] = "company"
-            link = service.create_feed(s, company.id, payload, settings.secret(), ADMIN)
-            data = service.link_json(s, link, settings.secret(), settings.base_url)
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session(write=True) as s:
+        company = repo.get_company(s, args.company)
+        payload: dict[str, Any] = {"privacy": args.privacy, "label": args.label}
+        if args.staff:
+            payload["staff_id"] = repo.get_staff_by_email(s, company.id, args.staff).id
+        elif args.group:
+            payload["group_id"] = repo.get_group_by_slug(s, company.id, args.group).id
+        else:
+            payload["scope"] = "company"
+        link = service.create_feed(s, company.id, payload, settings.secret(), ADMIN)
+        data = service.link_json(s, link, settings.secret(), settings.base_url)
     return Output(data, _text(data))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
-    try:
-        with db.sync_session() as s:
-            company = repo.get_company(s, args.company)
-            links = service.list_feeds(s, company.id, include_revoked=args.include_revoked)
-            data = [service.link_json(s, link, settings.secret(), settings.base_url)
-                    for link in links]
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session() as s:
+        company = repo.get_company(s, args.company)
+        links = service.list_feeds(s, company.id, include_revoked=args.include_revoked)
+        data = [service.link_json(s, link, settings.secret(), settings.base_url)
+                for link in links]
     text = "\n".join(_text(d) for d in data) if data else f"no feed links in {args.company}"
     return Output(data, text)
 
 
 def _rotate(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
-    try:
-        with db.sync_session(write=True) as s:
-            company = repo.get_company(s, args.company)
-            link = service.rotate_feed(s, company.id, args.id, settings.secret(), ADMIN)
-            data = service.link_json(s, link, settings.secret(), settings.base_url)
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session(write=True) as s:
+        company = repo.get_company(s, args.company)
+        link = service.rotate_feed(s, company.id, args.id, settings.secret(), ADMIN)
+        data = service.link_json(s, link, settings.secret(), settings.base_url)
     return Output(data, "rotated: the old URL no longer works\n" + _text(data))
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
-    try:
-        with db.sync_session(write=True) as s:
-            company = repo.get_company(s, args.company)
-            link = service.revoke_feed(s, company.id, args.id, ADMIN)
-            data = service.link_json(s, link, settings.secret(), settings.base_url)
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session(write=True) as s:
+        company = repo.get_company(s, args.company)
+        link = service.revoke_feed(s, company.id, args.id, ADMIN)
+        data = service.link_json(s, link, settings.secret(), settings.base_url)
     return Output(data, f"revoked feed {data['id']} ('{data['name']}')")
 
 

@@ -36,13 +36,10 @@ from bridge.sync import service, sources
 
 @contextlib.contextmanager
 def _session(settings: Settings, *, write: bool = False) -> Iterator[Session]:
-    """One transaction on a database opened and closed for this command."""
+    """One transaction; the database is closed by `bridge.cli.main` when the command ends."""
     db = database(settings)
-    try:
-        with db.sync_session(write=write) as s:
-            yield s
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session(write=write) as s:
+        yield s
 
 
 def _password(args: argparse.Namespace, required: bool) -> str | None:

@@ -23,13 +23,10 @@ from bridge.web import demo as _demo  # noqa: F401  (registers the demo admin)
 
 def _create(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
-    try:
-        with db.sync_session(write=True) as s:
-            admin, password = accounts.create_admin(s, args.company, args.email)
-            data = {"id": admin.id, "company": args.company, "email": admin.email,
-                    "password": password, "login_url": f"{settings.base_url}/admin/login"}
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session(write=True) as s:
+        admin, password = accounts.create_admin(s, args.company, args.email)
+        data = {"id": admin.id, "company": args.company, "email": admin.email,
+                "password": password, "login_url": f"{settings.base_url}/admin/login"}
     return Output(data, f"admin {admin.email} of {args.company} created.\n"
                         f"One-time password (shown once, store it now): {password}\n"
                         f"Sign in at {data['login_url']}")
@@ -38,16 +35,13 @@ def _create(args: argparse.Namespace, settings: Settings) -> Output:
 def _reset(args: argparse.Namespace, settings: Settings) -> Output:
     db = database(settings)
     password = accounts.new_password()
-    try:
-        with db.sync_session(write=True) as s:
-            admin = s.execute(select(AdminUser).where(
-                AdminUser.email == args.email.strip().lower())).scalar_one_or_none()
-            if admin is None:
-                raise NotFound(f"no admin with email {args.email!r}", field="email")
-            accounts.set_password(s, admin.id, password)
-            data: dict[str, Any] = {"id": admin.id, "email": admin.email, "password": password}
-    finally:
-        db.sync_engine.dispose()
+    with db.sync_session(write=True) as s:
+        admin = s.execute(select(AdminUser).where(
+            AdminUser.email == args.email.strip().lower())).scalar_one_or_none()
+        if admin is None:
+            raise NotFound(f"no admin with email {args.email!r}", field="email")
+        accounts.set_password(s, admin.id, password)
+        data: dict[str, Any] = {"id": admin.id, "email": admin.email, "password": password}
     return Output(data, f"new password for {admin.email} (shown once): {password}")
 
 
