@@ -25,7 +25,6 @@ from bridge.keys import DB, FEEDS, SECRET, SETTINGS
 
 routes = web.RouteTableDef()
 MAX_QUERY = 1024
-CALENDAR = "text/calendar; charset=utf-8"
 
 
 def _not_found() -> web.Response:
@@ -77,17 +76,12 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
     feed = await feeds.lookup(request.match_info["token"])
     if feed is None:
         return _not_found()
-    gz = _accepts_gzip(request)
-    headers = feed.headers_gzip if gz else feed.headers_plain
-    if _not_modified(request, feed):
-        return web.Response(status=304, headers=headers)
-    if gz:
-        response = web.Response(body=await feeds.gzip_body(feed), headers=headers,
-                                content_type="text/calendar", charset="utf-8")
-        response.headers["Content-Encoding"] = "gzip"
-        return response
-    return web.Response(body=feed.feed.body, headers=headers, content_type="text/calendar",
-                        charset="utf-8")
+    gz = "Accept-Encoding" in request.headers and _accepts_gzip(request)
+    inm = request.headers.get("If-None-Match")
+    if inm == feed.feed.etag or inm == feed.gzip_etag or _not_modified(request, feed):
+        return web.Response(status=304, headers=feed.headers_304[gz])
+    body = await feeds.gzip_body(feed) if gz else feed.feed.body
+    return web.Response(body=body, headers=feed.headers_200[gz])
 
 
 # --- API ------------------------------------------------------------------------------------

@@ -11,10 +11,16 @@ database, so a rotated or revoked token answers 404 on its next request in
 every worker (DESIGN rule 7).
 
 On PostgreSQL the look-up is one prepared query on the worker's own
-autocommit connection. On SQLite the check is cheaper still: `PRAGMA data_version` on a dedicated
-read connection changes whenever any other connection (any process) commits,
-so while it is unchanged the token's previous look-up is still the
-database's answer and is reused without a query.
+autocommit connection. On SQLite the check is cheaper still: `PRAGMA
+data_version` on a dedicated read connection changes whenever any other
+connection (any process) commits, so while it is unchanged the token's
+previous look-up is still the database's answer and is reused without a
+query. Even that pragma costs a statement; in WAL mode a 48-byte read of the
+wal-index header (the first bytes of the `-shm` file, which every commit
+rewrites: https://sqlite.org/walformat.html#the_wal_index_file_format) says
+first whether anything may have changed, and only then is the pragma asked.
+While that header stays the same, a token asked before maps straight to its
+cached feed: a repeated request costs one dictionary hit and that one read.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import datetime as dt
 import gzip
 import hmac
+import os
 import sqlite3
 import time
 from collections import OrderedDict
@@ -31,12 +38,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from multidict import CIMultiDict
 
 from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.feeds.service import TOKEN_RE, FeedBody, build_feed
 
 PG_CONNECTIONS = 4  # per worker, for the token look-up only
+MAX_REMEMBERED = 100_000  # tokens whose hash and look-up are kept (then forgotten at once)
+WAL_HEADER = 48  # bytes: the first copy of the wal-index header in the -shm file
 _RESOLVE_SQL = (
     "SELECT f.id, f.company_id, f.token_hash, c.change_seq FROM feed_links f "
     "JOIN companies c ON c.id = f.company_id "
@@ -44,6 +54,7 @@ _RESOLVE_SQL = (
 )
 
 
+CALENDAR = "text/calendar; charset=utf-8"
 # Headers of every feed response (RFC 9111 §5.2.2.4 no-cache: revalidate each time,
 # cheap with 304; private: the URL is a secret).
 BASE_HEADERS = {
@@ -70,19 +81,27 @@ def _utc_today() -> dt.date:
 class CachedFeed:
     """One assembled feed with the headers every response of it carries."""
 
-    key: tuple[Any, ...]
+    key: tuple[Any, ...]  # (company version, window day, feed settings)
+    link_id: int
     feed: FeedBody
     _gzip: bytes | None = field(default=None, repr=False)
     gzip_etag: str = field(init=False)
-    headers_plain: dict[str, str] = field(init=False, repr=False)
-    headers_gzip: dict[str, str] = field(init=False, repr=False)
+    # Response headers, built once: [gzip?] for a 304, and for a 200 (with
+    # Content-Type and, gzip'd, Content-Encoding). aiohttp copies a
+    # CIMultiDict far faster than it builds one from a dict.
+    headers_304: tuple[CIMultiDict[str], CIMultiDict[str]] = field(init=False, repr=False)
+    headers_200: tuple[CIMultiDict[str], CIMultiDict[str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # A strong ETag names one representation: the gzip one gets its own.
         self.gzip_etag = self.feed.etag[:-1] + '-gz"'
         common = {**BASE_HEADERS, "Last-Modified": self.feed.last_modified}
-        self.headers_plain = {**common, "ETag": self.feed.etag}
-        self.headers_gzip = {**common, "ETag": self.gzip_etag}
+        plain = {**common, "ETag": self.feed.etag}
+        gz = {**common, "ETag": self.gzip_etag}
+        self.headers_304 = (CIMultiDict(plain), CIMultiDict(gz))
+        self.headers_200 = (CIMultiDict({**plain, "Content-Type": CALENDAR}),
+                            CIMultiDict({**gz, "Content-Type": CALENDAR,
+                                         "Content-Encoding": "gzip"}))
 
     @property
     def size(self) -> int:
@@ -113,7 +132,11 @@ class FeedServer:
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_path = db.url.database if db.is_sqlite else None
         self._data_version = -1
-        self._resolved: dict[str, tuple[int, int, int] | None] = {}
+        self._shm = -1  # fd of the -shm file (SQLite in WAL mode), read-only
+        self._shm_header = b""
+        self._resolved: dict[str, tuple[int, int, int] | None] = {}  # hash -> look-up
+        # token -> its feed, valid while the wal-index header is _shm_header
+        self._fresh: dict[str, CachedFeed] = {}
         self._pg_idle: asyncio.Queue[psycopg.AsyncConnection[Any] | None] = asyncio.Queue()
         self._pg_open = 0
         self.builds = 0  # feeds assembled by this worker (for tests and the benchmark)
@@ -128,20 +151,43 @@ class FeedServer:
                                    check_same_thread=False)
             conn.execute("PRAGMA query_only=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self.db.settings.busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the wal-index
+            if str(mode).lower() == "wal":
+                try:  # this connection stays open, so SQLite keeps this very file
+                    self._shm = os.open(self._sqlite_path + "-shm", os.O_RDONLY)
+                except OSError:
+                    self._shm = -1  # then the pragma alone, on every request
             self._sqlite = conn
         return self._sqlite
 
+    def _unchanged(self, conn: sqlite3.Connection) -> bool:
+        """Whether nobody has committed since the previous call.
+
+        The header is read before the pragma: a commit between the two then
+        shows as a changed header on the next call. A torn read (a writer
+        mid-update) only looks changed, which costs the pragma."""
+        if self._shm >= 0:
+            header = os.pread(self._shm, WAL_HEADER, 0)
+            if header == self._shm_header:
+                return True
+            self._shm_header = header
+            self._fresh.clear()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return True
+        self._data_version = version
+        return False
+
     def _resolve_sqlite(self, hashed: str) -> tuple[int, int, int] | None:
         conn = self._sqlite_conn()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
+        if not self._unchanged(conn):
             self._resolved.clear()
-            self._data_version = version
         elif hashed in self._resolved:
             return self._resolved[hashed]
         row = conn.execute(_RESOLVE_SQL.format(p="?"), (hashed,)).fetchone()
         result = (row[0], row[1], row[3]) if row is not None and row[2] == hashed else None
-        if len(self._resolved) > 100_000:
+        if len(self._resolved) > MAX_REMEMBERED:
             self._resolved.clear()
         self._resolved[hashed] = result
         return result
@@ -175,29 +221,37 @@ class FeedServer:
             return None
         return int(row[0]), int(row[1]), int(row[3])
 
-    async def resolve(self, token: str) -> tuple[int, int, int] | None:
-        """(link id, company id, version) of a live token, else None."""
+    # -- feed bodies ----------------------------------------------------------------------
+    async def lookup(self, token: str) -> CachedFeed | None:
+        """The current feed of a token, from the cache when its version is current."""
+        fresh = self._fresh.get(token)  # only ever filled when _shm is open
+        if (fresh is not None and os.pread(self._shm, WAL_HEADER, 0) == self._shm_header
+                and fresh.key[1] == self.today()):
+            self._cache.move_to_end(fresh.link_id)
+            return fresh
         if len(token) != 43 or not TOKEN_RE.fullmatch(token):
             return None
         # = bridge.domain.secrets.token_hash, with the one-shot C HMAC (a third of the time).
         hashed = hmac.digest(self.secret, token.encode(), "sha256").hex()
         if self._sqlite_path:
-            return self._resolve_sqlite(hashed)
-        return await self._resolve_pg(hashed)
-
-    # -- feed bodies ----------------------------------------------------------------------
-    async def lookup(self, token: str) -> CachedFeed | None:
-        """The current feed of a token, from the cache when its version is current."""
-        state = await self.resolve(token)
+            state = self._resolve_sqlite(hashed)
+        else:
+            state = await self._resolve_pg(hashed)
         if state is None:
             return None
+        header = self._shm_header  # what the look-up was current under
         link_id, _company_id, version = state
         key = (version, self.today(), self._settings_key)
         cached = self._cache.get(link_id)
         if cached is not None and cached.key == key:
             self._cache.move_to_end(link_id)
-            return cached
-        return await self._build(link_id, key)
+        else:
+            cached = await self._build(link_id, key)
+        if self._shm >= 0 and header is self._shm_header and link_id in self._cache:
+            if len(self._fresh) >= MAX_REMEMBERED:
+                self._fresh.clear()
+            self._fresh[token] = cached
+        return cached
 
     async def _build(self, link_id: int, key: tuple[Any, ...]) -> CachedFeed:
         pending = self._building.get((link_id, key))
@@ -215,7 +269,7 @@ class FeedServer:
                 previous, since = cached.feed, cached.key[0]
             body = await asyncio.to_thread(self._build_sync, link_id, key[1], previous, since)
             self.builds += 1
-            cached = CachedFeed(key, body)
+            cached = CachedFeed(key, link_id, body)
             self._store(link_id, cached)
             future.set_result(cached)
             return cached
@@ -243,6 +297,7 @@ class FeedServer:
         while self._cache_bytes > self.max_cache_bytes and len(self._cache) > 1:
             _, evicted = self._cache.popitem(last=False)
             self._cache_bytes -= evicted.size
+            self._fresh.clear()  # it may hold the evicted feed
 
     async def gzip_body(self, cached: CachedFeed) -> bytes:
         if cached._gzip is None:
@@ -253,6 +308,10 @@ class FeedServer:
         return cached.gzip_body()
 
     async def close(self) -> None:
+        if self._shm >= 0:
+            os.close(self._shm)
+            self._shm = -1
+        self._fresh.clear()
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None

@@ -15,6 +15,7 @@ from bridge.app import create_app
 from bridge.feeds import service
 from bridge.keys import FEEDS
 from tests.feeds.conftest import ADMIN, TODAY, Salon, at, by_uid, events, run, weekly_block
+from tests.server import run_cli
 
 
 async def fetch(client: TestClient[Any, Any], token: str, **headers: str) -> Any:
@@ -148,6 +149,28 @@ async def test_rotation_kills_the_old_url_in_every_worker_at_once(
     await run(salon.rotate, feed_id)
     for w in workers:
         assert (await fetch(w, token)).status == 404
+
+
+async def test_a_commit_by_another_process_reaches_the_next_request(
+    client: TestClient[Any, Any], salon: Salon, db_url: str
+) -> None:
+    """A polled feed is answered from memory while nothing commits (on SQLite
+    a look at the wal-index header); a revoke or rotation from another
+    process (the CLI) must still answer 404 on the very next request."""
+    await run(salon.book, "a", salon.anna, 1, 10)
+    feed_id, token = await run(salon.link, staff_id=salon.anna)
+    other_id, other = await run(salon.link, scope="company")
+    first = await fetch(client, token)
+    etag = first.headers["ETag"]
+    for _ in range(3):
+        assert (await fetch(client, token, **{"If-None-Match": etag})).status == 304
+        assert (await fetch(client, other)).status == 200
+    await asyncio.to_thread(run_cli, db_url, "feed", "revoke", "--company",
+                            salon.tenant.slug, str(other_id))
+    assert (await fetch(client, other)).status == 404
+    await asyncio.to_thread(run_cli, db_url, "feed", "rotate", "--company",
+                            salon.tenant.slug, str(feed_id))
+    assert (await fetch(client, token, **{"If-None-Match": etag})).status == 404
 
 
 @pytest.mark.parametrize("path", [
