@@ -20,25 +20,21 @@ COMPANY_ID = web.RequestKey("company_id", int)
 PUBLIC = {"/api/v1/openapi.json"}
 
 
-@web.middleware
-async def api_key_middleware(
+async def api_request(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate /api/ requests and answer their conditional GETs; every
-    other path (feeds above all) passes straight through."""
-    if not request.path.startswith("/api/"):
-        return await handler(request)
-    if request.path in PUBLIC:
-        return revalidate(request, await handler(request))
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    db = request.app[DB]
-    company = await db.read(repo.company_for_api_key, key.strip(), request.app[SECRET])
-    if company is None:
-        raise Unauthorized("unknown or revoked API key")
-    request[COMPANY_ID] = company.id
+    """Run an /api/ request (the app's middleware sends them here): check its
+    key unless the path is public, then answer its conditional GET."""
+    if request.path not in PUBLIC:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+        db = request.app[DB]
+        company = await db.read(repo.company_for_api_key, key.strip(), request.app[SECRET])
+        if company is None:
+            raise Unauthorized("unknown or revoked API key")
+        request[COMPANY_ID] = company.id
     return revalidate(request, await handler(request))
 
 

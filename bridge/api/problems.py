@@ -1,6 +1,6 @@
 """RFC 9457 problem responses: the one place the API chooses status codes.
 
-`error_middleware` turns every `BridgeError` (and aiohttp's own HTTP errors
+`error_response` turns every `BridgeError` (and aiohttp's own HTTP errors
 on API paths) into `application/problem+json` with a human message and the
 offending field. Unexpected exceptions become a 500 without internals.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -56,29 +55,27 @@ def problem(status: int, title: str, detail: str, field: str | None = None,
     )
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The answer to an exception out of a handler (called by the app's
+    middleware): problem+json for a `BridgeError` anywhere and for HTTP
+    errors on API paths; aiohttp's own HTTP answers elsewhere are re-raised;
+    anything unexpected is logged and becomes a 500 without internals."""
     is_api = request.path.startswith("/api/")
-    try:
-        return await handler(request)
-    except errors.BridgeError as exc:
+    if isinstance(exc, errors.BridgeError):
         status = status_of(exc)
         headers = {"WWW-Authenticate": 'Bearer realm="calbridge"'} if status == 401 else None
         return problem(status, exc.title, exc.message, exc.field, headers)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if not is_api or exc.status < 400:
-            raise
+            raise exc
         detail = exc.text or exc.reason
         if exc.status == 413:
             detail = "the request body is larger than the configured limit"
         return problem(exc.status, exc.reason, detail or exc.reason,
                        headers={k: v for k, v in exc.headers.items() if k == "Allow"})
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.match_info.route.resource
-                      and request.match_info.route.resource.canonical)
-        if is_api:
-            return problem(500, "Internal server error", "the server failed; it has been logged")
-        raise web.HTTPInternalServerError(text="internal server error") from None
+    resource = request.match_info.route.resource
+    log.error("unhandled error on %s %s", request.method, resource and resource.canonical,
+              exc_info=exc)
+    if is_api:
+        return problem(500, "Internal server error", "the server failed; it has been logged")
+    raise web.HTTPInternalServerError(text="internal server error") from None
