@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bridge.accesslog import AccessLog, format_line
 from bridge.app import create_app
 from tests.conftest import Tenant, make_settings
 
@@ -39,6 +40,25 @@ async def test_metrics_count_requests_by_route(client: Any, tenant: Tenant) -> N
     assert "calbridge_http_request_duration_seconds_bucket" in text
 
 
+async def test_metrics_histogram_sums_every_status_of_a_route(client: Any, tenant: Tenant) -> None:
+    for path in ("/api/v1/staff/1", "/api/v1/staff/2", "/api/v1/staff/3"):
+        await client.get(path, headers=tenant.headers)
+    await client.get("/api/v1/staff/4")  # 401: same route, another status
+    text = await (await client.get("/metrics")).text()
+    labels = 'method="GET",route="/api/v1/staff/{staff_id}"'
+    assert f'calbridge_http_requests_total{{{labels},status="404"}} 3' in text
+    assert f'calbridge_http_requests_total{{{labels},status="401"}} 1' in text
+    buckets = [line for line in text.splitlines()
+               if line.startswith(f"calbridge_http_request_duration_seconds_bucket{{{labels},")]
+    counts = [int(line.rsplit(" ", 1)[1]) for line in buckets]
+    assert counts == sorted(counts) and counts[-1] == 4  # cumulative, ending at +Inf
+    assert 'le="+Inf"' in buckets[-1]
+    assert f"calbridge_http_request_duration_seconds_count{{{labels}}} 4" in text
+    total = next(line for line in text.splitlines()
+                 if line.startswith(f"calbridge_http_request_duration_seconds_sum{{{labels}}}"))
+    assert float(total.rsplit(" ", 1)[1]) > 0
+
+
 async def test_access_log_has_no_secrets(client: Any, tenant: Tenant,
                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="calbridge.access")
@@ -66,3 +86,20 @@ async def test_access_log_is_written_in_batches(aiohttp_client: Any, db_url: str
     assert len(records) == 1
     lines = [json.loads(line) for line in records[0].split("\n")]
     assert [(line["route"], line["status"]) for line in lines] == [("/healthz", 200)] * 3
+
+
+def test_access_log_lines_of_a_repeated_request_keep_their_own_duration() -> None:
+    """Lines come from a template remembered per request shape: the duration,
+    and anything that differs, must still be each request's own."""
+    log = AccessLog(60.0)
+    for ms in (0.5, 12.25, 3000.0):
+        log.add("GET", "/feeds/tok%en.ics", "/feeds/{token}.ics", 304, ms / 1000, "10.0.0.1")
+    log.add("GET", "/feeds/tok%en.ics", "/feeds/{token}.ics", 200, 0.001, None)
+    log.add("PO%sST", '/a/"%s', "unmatched", 405, 0.002, "::1")
+    lines = [json.loads(line) for line in
+             [format_line(*entry) for entry in log.pending]]
+    assert [line["ms"] for line in lines] == [0.5, 12.25, 3000.0, 1.0, 2.0]
+    assert {line["path"] for line in lines[:4]} == {"/feeds/[redacted]"}
+    assert lines[3]["status"] == 200 and lines[3]["remote"] is None
+    assert lines[4] == {"method": "PO%sST", "path": '/a/"%s', "route": "unmatched",
+                        "status": 405, "ms": 2.0, "remote": "::1"}
