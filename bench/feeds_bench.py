@@ -9,6 +9,8 @@ In one run, for a staff feed of 2,000 appointments and a company feed of
   the same bytes from memory (the floor for this stack); prints the ratio.
   Load comes from `wrk` when installed (apt-get install wrk), else from an
   aiohttp client (which then limits what is measured; the ratio still holds).
+  With two CPUs or more, the servers run on the last one and the load on the
+  first, and each figure is the best of interleaved rounds.
 - Render: a cold render (no feed in memory: the VEVENT texts are read from
   the database and assembled), a render from nothing (every VEVENT rendered
   again), and the render after one appointment changed (the write, which
@@ -56,6 +58,7 @@ def serve_calbridge(db_url: str, port: int, access_log: bool) -> None:
     from bridge.server import run_worker
 
     settings = load_settings(None, {
+        **{k: v for k, v in os.environ.items() if k.startswith("CALBRIDGE_")},
         "CALBRIDGE_DATABASE_URL": db_url, "CALBRIDGE_SECURITY_SECRET_KEY": SECRET,
         "CALBRIDGE_SERVER_PORT": str(port), "CALBRIDGE_FEEDS_WARN_BYTES": str(10**9),
         "CALBRIDGE_SERVER_ACCESS_LOG": "true" if access_log else "false",
@@ -111,9 +114,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Servers on the last CPU, the load generator on the first: on a small machine
+# the scheduler otherwise moves them around and the figures swing by half.
+PIN = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+CPUS = sorted(os.sched_getaffinity(0)) if PIN else []
+
+
+def _pin_load() -> None:
+    if PIN:
+        os.sched_setaffinity(0, {CPUS[0]})
+
+
 def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, __file__, *args, "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=LOG, cwd=ROOT)
+    if PIN:
+        os.sched_setaffinity(proc.pid, {CPUS[-1]})
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -471,6 +487,7 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
     render = render_figures(db_url, data, args.repeat)
     print_render(render, args.repeat)
 
+    _pin_load()  # this process and wrk (its child); each server is moved in start()
     ports = {name: free_port() for name in SERVERS}
     servers = {"calbridge": start(["--serve", "calbridge", "--url", db_url], ports["calbridge"])}
     files, etags, urls = [], {}, {}
@@ -497,16 +514,26 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
         servers["feeds-only"] = start(["--serve", "feeds-only", "--url", db_url],
                                       ports["feeds-only"])
         servers["bare"] = start(["--serve", "bare", "--files", *files], ports["bare"])
-        # Interleaved rounds, best of each: other load on the machine hits all alike.
+        # Interleaved rounds (the order reversed every other round): the machine's
+        # speed drifts, so each round's ratio compares neighbours, and the
+        # ratio printed is the median of the rounds'; req/s is the best round.
         for name in ("staff", "company"):
             for kind in ("200", "304"):
-                for _round in range(args.rounds):
-                    for server in SERVERS:
+                rounds: list[dict[str, float]] = []
+                for n in range(args.rounds):
+                    order = SERVERS if n % 2 == 0 else SERVERS[::-1]
+                    this: dict[str, float] = {}
+                    for server in order:
                         got = load(urls[name][server], args.seconds, args.connections,
                                    etags[name] if kind == "304" else None)
                         key = f"{server}_{kind}"
+                        this[server] = got["rps"]
                         if key not in http[name] or got["rps"] > http[name][key]["rps"]:
                             http[name][key] = got
+                    rounds.append(this)
+                for server in SERVERS:
+                    http[name][f"{server}_{kind}"]["ratio"] = statistics.median(
+                        r[server] / r["bare"] for r in rounds)
         server_mb = vm_hwm_mb(servers["calbridge"].pid)
         bare_mb = vm_hwm_mb(servers["bare"].pid)
     finally:
@@ -524,12 +551,12 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
         for kind in ("200", "304"):
             c, n, f, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
             print(f"{name:<9}{kind:<5}{c['rps']:>10,.0f}{n['rps']:>9,.0f}{f['rps']:>11,.0f}"
-                  f"{b['rps']:>9,.0f}{c['rps'] / b['rps']:>7.2f}{n['rps'] / b['rps']:>7.2f}"
-                  f"{f['rps'] / b['rps']:>11.2f}   "
+                  f"{b['rps']:>9,.0f}{c['ratio']:>7.2f}{n['ratio']:>7.2f}{f['ratio']:>11.2f}   "
                   + "  ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in (c, n, f, b)))
-    print("  req/s. calbridge: `calbridge serve`'s worker as deployed (access log on); no log:\n"
-          "  access log off; feeds only: the feed route in an app without the shared\n"
-          "  middlewares; bare: aiohttp returning the same bytes from memory. Ratios: / bare.")
+    print("  req/s (best round). calbridge: `calbridge serve`'s worker as deployed (access log\n"
+          "  on); no log: access log off; feeds only: the feed route in an app without the\n"
+          "  shared middleware; bare: aiohttp returning the same bytes from memory.\n"
+          f"  Ratios: / bare, the median of {args.rounds} rounds' ratios.")
     print(f"\nPeak memory: calbridge worker {server_mb:.0f} MB, bare handler {bare_mb:.0f} MB, "
           f"this process (seeding, rendering) {own_mb:.0f} MB")
     out = ROOT / "bench" / "results"
