@@ -45,7 +45,7 @@ from bridge.db.engine import Database
 from bridge.feeds.service import TOKEN_RE, FeedBody, build_feed
 
 PG_CONNECTIONS = 4  # per worker, for the token look-up only
-MAX_REMEMBERED = 100_000  # tokens whose hash and look-up are kept (then forgotten at once)
+MAX_REMEMBERED = 100_000  # look-ups and fresh tokens kept (then all forgotten at once)
 WAL_HEADER = 48  # bytes: the first copy of the wal-index header in the -shm file
 _RESOLVE_SQL = (
     "SELECT f.id, f.company_id, f.token_hash, c.change_seq FROM feed_links f "
