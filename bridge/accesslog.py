@@ -22,8 +22,9 @@ import re
 from collections.abc import AsyncIterator, Callable
 
 logger = logging.getLogger("calbridge.access")
-_SECRET_PATHS = re.compile(r"^/(feeds|invite|set-password)/[^/]+")
-_SECRET_PREFIXES = ("/feeds/", "/invite/", "/set-password/")
+_SECRET_DIRS = ("feeds", "invite", "set-password")  # the next path segment is a secret
+_SECRET_PREFIXES = tuple(f"/{name}/" for name in _SECRET_DIRS)
+_SECRET_PATHS = re.compile(f"^/({'|'.join(map(re.escape, _SECRET_DIRS))})/[^/]+")
 # A JSON string literal (json.dumps of a str without its Python layers).
 _quoted: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 BATCH = 512

@@ -76,9 +76,8 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
     feed = await feeds.lookup(request.match_info["token"])
     if feed is None:
         return _not_found()
-    gz = "Accept-Encoding" in request.headers and _accepts_gzip(request)
-    inm = request.headers.get("If-None-Match")
-    if inm == feed.feed.etag or inm == feed.gzip_etag or _not_modified(request, feed):
+    gz = _accepts_gzip(request)
+    if _not_modified(request, feed):
         return web.Response(status=304, headers=feed.headers_304[gz])
     body = await feeds.gzip_body(feed) if gz else feed.feed.body
     return web.Response(body=body, headers=feed.headers_200[gz])
