@@ -10,16 +10,20 @@ day). It is process memory, but every request re-checks the version in the
 database, so a rotated or revoked token answers 404 on its next request in
 every worker (DESIGN rule 7).
 
-On PostgreSQL the look-up is one prepared query on the worker's own
-autocommit connection. On SQLite the check is cheaper still: `PRAGMA
-data_version` on a dedicated read connection changes whenever any other
-connection (any process) commits, so while it is unchanged the token's
-previous look-up is still the database's answer and is reused without a
-query. Even that pragma costs a statement; in WAL mode a 48-byte read of the
-wal-index header (the first bytes of the `-shm` file, which every commit
-rewrites: https://sqlite.org/walformat.html#the_wal_index_file_format) says
-first whether anything may have changed, and only then is the pragma asked.
-While that header stays the same, a token asked before maps straight to its
+On PostgreSQL the look-up is a prepared query on the worker's own
+autocommit connection, sent after the request arrived; the look-ups of
+requests that arrive while one is out travel together in the next query, so
+under load a worker sends one query per round trip, not one per request.
+
+On SQLite the check is cheaper still: `PRAGMA data_version` on a dedicated
+read connection changes whenever any other connection (any process)
+commits, so while it is unchanged the token's previous look-up is still the
+database's answer and is reused without a query. Even that pragma costs a
+statement; in WAL mode a 48-byte read of the wal-index header (the first
+bytes of the `-shm` file, which every commit rewrites:
+https://sqlite.org/walformat.html#the_wal_index_file_format) says first
+whether anything may have changed, and only then is the pragma asked. While
+that header stays the same, a token asked before maps straight to its
 cached feed: a repeated request costs one dictionary hit and that one read.
 """
 
@@ -44,7 +48,6 @@ from bridge.config import Settings
 from bridge.db.engine import Database
 from bridge.feeds.service import TOKEN_RE, FeedBody, build_feed
 
-PG_CONNECTIONS = 4  # per worker, for the token look-up only
 MAX_REMEMBERED = 100_000  # look-ups and fresh tokens kept (then all forgotten at once)
 WAL_HEADER = 48  # bytes: the first copy of the wal-index header in the -shm file
 _RESOLVE_SQL = (
@@ -52,6 +55,7 @@ _RESOLVE_SQL = (
     "JOIN companies c ON c.id = f.company_id "
     "WHERE f.token_hash = {p} AND f.revoked_at IS NULL"
 )
+_RESOLVE_MANY_SQL = _RESOLVE_SQL.format(p="ANY(%s)")
 
 
 CALENDAR = "text/calendar; charset=utf-8"
@@ -137,9 +141,11 @@ class FeedServer:
         self._resolved: dict[str, tuple[int, int, int] | None] = {}  # hash -> look-up
         # token -> its feed, valid while the wal-index header is _shm_header
         self._fresh: dict[str, CachedFeed] = {}
-        self._pg_idle: asyncio.Queue[psycopg.AsyncConnection[Any] | None] = asyncio.Queue()
-        self._pg_open = 0
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+        self._pg_waiting: dict[str, asyncio.Future[tuple[int, int, int] | None]] = {}
+        self._pg_batch: asyncio.Future[None] | None = None
         self.builds = 0  # feeds assembled by this worker (for tests and the benchmark)
+        self.queries = 0  # token look-ups sent to the database by this worker
         fs = settings.feeds
         self._settings_key = (fs.window_days_back, fs.window_days_ahead, fs.refresh_minutes)
 
@@ -185,6 +191,7 @@ class FeedServer:
             self._resolved.clear()
         elif hashed in self._resolved:
             return self._resolved[hashed]
+        self.queries += 1
         row = conn.execute(_RESOLVE_SQL.format(p="?"), (hashed,)).fetchone()
         result = (row[0], row[1], row[3]) if row is not None and row[2] == hashed else None
         if len(self._resolved) > MAX_REMEMBERED:
@@ -193,33 +200,55 @@ class FeedServer:
         return result
 
     async def _resolve_pg(self, hashed: str) -> tuple[int, int, int] | None:
-        """One prepared query on one of this worker's own autocommit
-        connections (no pool checkout, no pre-ping): it sees the latest commit."""
-        if self._pg_idle.empty() and self._pg_open < PG_CONNECTIONS:
-            self._pg_open += 1
-            self._pg_idle.put_nowait(None)  # a slot: connected on first use
-        conn = await self._pg_idle.get()
-        row = None
+        """The token's look-up, from the next batch sent to PostgreSQL.
+
+        Requests that arrive while a batch is out wait for the one after it:
+        every request's answer comes from a query sent after it arrived, so
+        a commit made before the request is always seen (a rotated token is
+        404 on its next request), and a busy worker sends one query per
+        round trip instead of one per request."""
+        waiting = self._pg_waiting.get(hashed)
+        if waiting is None:
+            waiting = self._pg_waiting[hashed] = asyncio.get_running_loop().create_future()
+        if self._pg_batch is None:
+            self._pg_batch = asyncio.ensure_future(self._pg_batches())
+        return await asyncio.shield(waiting)
+
+    async def _pg_batches(self) -> None:
+        """Send the waiting look-ups as one query, again while more arrived meanwhile."""
         try:
-            for attempt in (1, 2):
-                if conn is None or conn.closed:
-                    url = self.db.url.set(drivername="postgresql")
-                    conn = await psycopg.AsyncConnection.connect(
-                        url.render_as_string(hide_password=False), autocommit=True)
+            while self._pg_waiting:
+                batch, self._pg_waiting = self._pg_waiting, {}
                 try:
-                    cur = await conn.execute(_RESOLVE_SQL.format(p="%s"), (hashed,),
-                                             prepare=True)
-                    row = await cur.fetchone()
-                    break
-                except psycopg.OperationalError:  # the server restarted: once more
-                    await conn.close()
-                    if attempt == 2:
-                        raise
+                    rows = await self._pg_query(list(batch))
+                except Exception as exc:
+                    for future in batch.values():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: every waiter raises it
+                    continue
+                for hashed, future in batch.items():
+                    future.set_result(rows.get(hashed))
         finally:
-            self._pg_idle.put_nowait(conn)
-        if row is None or row[2] != hashed:
-            return None
-        return int(row[0]), int(row[1]), int(row[3])
+            self._pg_batch = None
+
+    async def _pg_query(self, hashes: list[str]) -> dict[str, tuple[int, int, int]]:
+        """One prepared query on this worker's own autocommit connection (no
+        pool checkout, no pre-ping): it sees the latest commit."""
+        for attempt in (1, 2):
+            if self._pg is None or self._pg.closed:
+                url = self.db.url.set(drivername="postgresql")
+                self._pg = await psycopg.AsyncConnection.connect(
+                    url.render_as_string(hide_password=False), autocommit=True)
+            try:
+                self.queries += 1
+                cur = await self._pg.execute(_RESOLVE_MANY_SQL, (hashes,), prepare=True)
+                rows = await cur.fetchall()
+                break
+            except psycopg.OperationalError:  # the server restarted: once more
+                await self._pg.close()
+                if attempt == 2:
+                    raise
+        return {row[2]: (int(row[0]), int(row[1]), int(row[3])) for row in rows}
 
     # -- feed bodies ----------------------------------------------------------------------
     async def lookup(self, token: str) -> CachedFeed | None:
@@ -315,8 +344,8 @@ class FeedServer:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
-        while not self._pg_idle.empty():
-            conn = self._pg_idle.get_nowait()
-            if conn is not None:
-                await conn.close()
-        self._pg_open = 0
+        if self._pg_batch is not None:
+            await asyncio.gather(self._pg_batch, return_exceptions=True)
+        if self._pg is not None:
+            await self._pg.close()
+            self._pg = None
