@@ -124,7 +124,7 @@ def match_id(request: web.Request, name: str) -> int:
     return int(raw)
 
 
-def client_address(request: web.Request, trust_proxy: bool) -> str:
+def client_address(request: web.BaseRequest, trust_proxy: bool) -> str:
     """The client's address for rate limits and logs. Behind a proxy we run
     (`[server] trust_proxy`), the last X-Forwarded-For hop is the one our proxy
     added; earlier hops are whatever the client sent, so they are not trusted."""

@@ -10,7 +10,9 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from bridge.app import create_app
 from bridge.feeds import service
@@ -220,6 +222,56 @@ async def test_a_look_up_never_takes_the_answer_of_a_query_sent_before_it(
     second = asyncio.create_task(feeds.lookup(token))
     await asyncio.gather(first, second)
     assert second.result() is None
+
+
+async def test_plain_feed_requests_skip_the_middleware_and_answer_the_same(
+    aiohttp_client: Any, salon: Salon
+) -> None:
+    """A feed URL as issued is answered ahead of the router and the
+    middleware (its 304 is the most frequent request); the same URL with a
+    percent-encoded character takes the router's way. Both give the same
+    answers and both are counted in /metrics under the route's name."""
+    await run(salon.book, "a", salon.anna, 1, 10)
+    _, token = await run(salon.link, staff_id=salon.anna)
+    app = create_app(salon.settings)
+    through: list[str] = []
+
+    @web.middleware
+    async def spy(request: web.Request, handler: Any) -> web.StreamResponse:
+        through.append(request.path)
+        return await handler(request)
+
+    app.middlewares.append(spy)
+    client = await aiohttp_client(app)
+    # The first character percent-encoded, sent as is (a client may encode any octet).
+    encoded = f"%{ord(token[0]):02X}{token[1:]}"
+
+    async def fetch_raw(token: str, method: str = "GET", **headers: str) -> Any:
+        url = URL(str(client.make_url("/")).rstrip("/") + f"/feeds/{token}.ics", encoded=True)
+        return await client.session.request(method, url, headers=headers,
+                                            skip_auto_headers=("Accept-Encoding",))
+
+    plain, routed = await fetch_raw(token), await fetch_raw(encoded)
+    assert through == [f"/feeds/{token}.ics"]  # only the encoded one went the router's way
+    assert plain.status == routed.status == 200
+    assert await plain.read() == await routed.read()
+    for name in ("ETag", "Last-Modified", "Content-Type", "Cache-Control", "Content-Length"):
+        assert plain.headers[name] == routed.headers[name]
+    etag = plain.headers["ETag"]
+    for path in (token, encoded):
+        assert (await fetch_raw(path, **{"If-None-Match": etag})).status == 304
+        head = await fetch_raw(path, "HEAD")
+        assert head.status == 200 and await head.read() == b""
+        assert head.headers["Content-Length"] == plain.headers["Content-Length"]
+        assert (await fetch_raw(path[:-1])).status == 404
+    # The three encoded requests for the token, and both short (malformed) tokens.
+    assert through.count(f"/feeds/{token}.ics") == 3 and len(through) == 5
+    text = await (await client.get("/metrics")).text()
+    labels = 'route="/feeds/{token}.ics"'
+    assert f'calbridge_http_requests_total{{method="GET",{labels},status="200"}} 2' in text
+    assert f'calbridge_http_requests_total{{method="GET",{labels},status="304"}} 2' in text
+    assert f'calbridge_http_requests_total{{method="HEAD",{labels},status="200"}} 2' in text
+    assert f'calbridge_http_requests_total{{method="GET",{labels},status="404"}} 2' in text
 
 
 @pytest.mark.parametrize("path", [
