@@ -21,11 +21,13 @@ Errors are `InvalidCalendarData` / `Invalid` / `Forbidden` from
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import dateutil.rrule
 import icalendar
 import recurring_ical_events
 
@@ -223,28 +225,36 @@ def _expand(cal: icalendar.Calendar, obj: CalendarObject, cap: int, now: dt.date
     horizon = max(window_start, now) + INDEX_HORIZON
     if window_start > first_start:
         obj.indexed_from = window_start
-    found: list[icalendar.Event] = []
-    try:
-        for occ in recurring_ical_events.of(cal).after(window_start):
-            begins = occ.get("DTSTART")
-            if begins is not None and _to_utc(begins.dt) >= horizon:
-                break
-            found.append(occ)
-            if len(found) > cap:
-                raise InvalidCalendarData(
-                    f"the recurrence has more than {cap} occurrences before "
-                    f"{horizon.date().isoformat()}; split it or use a coarser rule",
-                    field="RRULE")
-    except InvalidCalendarData:
-        raise
-    except Exception as exc:  # the library raises many types for a bad rule
-        raise InvalidCalendarData(f"the RRULE/RDATE/EXDATE values cannot be expanded: {exc}",
-                                  field="RRULE") from None
     rule = obj.master.get("RRULE")
     rules = rule if isinstance(rule, list) else [rule] if rule is not None else []
     if any("COUNT" in r and int(r["COUNT"][0]) > cap for r in rules):
         raise InvalidCalendarData(f"COUNT is above the limit of {cap} occurrences",
                                   field="RRULE")
+    too_many = InvalidCalendarData(
+        f"the recurrence has more than {cap} occurrences before "
+        f"{horizon.date().isoformat()}; split it or use a coarser rule", field="RRULE")
+    found: list[icalendar.Event] = []
+    try:
+        counted = _rule_occurrences(obj.master, window_start, horizon, cap)
+        if counted is not None and counted > cap:
+            raise too_many
+        if counted is not None:  # bounded: expand the window in one query
+            found = recurring_ical_events.of(cal).between(window_start, horizon)
+        else:  # a rule dateutil alone cannot count: one occurrence at a time
+            for occ in recurring_ical_events.of(cal).after(window_start):
+                begins = occ.get("DTSTART")
+                if begins is not None and _to_utc(begins.dt) >= horizon:
+                    break
+                found.append(occ)
+                if len(found) > cap:
+                    raise too_many
+        if len(found) > cap:
+            raise too_many
+    except InvalidCalendarData:
+        raise
+    except Exception as exc:  # the library raises many types for a bad rule
+        raise InvalidCalendarData(f"the RRULE/RDATE/EXDATE values cannot be expanded: {exc}",
+                                  field="RRULE") from None
     for occ in found:
         s = occ.get("DTSTART").dt if occ.get("DTSTART") else None
         e = occ.get("DTEND").dt if occ.get("DTEND") else s
@@ -257,6 +267,37 @@ def _expand(cal: icalendar.Calendar, obj: CalendarObject, cap: int, now: dt.date
         later = True
     if later is not None:
         obj.indexed_until = horizon
+
+
+def _rule_occurrences(master: icalendar.Event, start: dt.datetime, end: dt.datetime,
+                      cap: int) -> int | None:
+    """How many occurrences the RRULEs give in [start, end), counted up to
+    `cap` + the EXDATEs + 1 (enough to refuse), or None when dateutil alone
+    cannot tell. Counting a rule costs microseconds an occurrence; expanding
+    it with recurring_ical_events costs a component copy each, so an absurd
+    rule (FREQ=SECONDLY) is refused before anything is expanded."""
+    rule = master.get("RRULE")
+    rules = rule if isinstance(rule, list) else [rule] if rule is not None else []
+    excluded = master.get("EXDATE")
+    exdates = sum(len(e.dts) for e in (excluded if isinstance(excluded, list) else
+                                        [excluded] if excluded is not None else []))
+    limit = cap + exdates + 1
+    first = master["DTSTART"].dt
+    if not isinstance(first, dt.datetime):
+        first = dt.datetime.combine(first, dt.time())
+    if first.tzinfo is None:  # floating: compare in its own (unknown) zone
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    total = 0
+    try:
+        for r in rules:
+            series = dateutil.rrule.rrulestr(r.to_ical().decode(), dtstart=first)
+            for when in itertools.islice(series.xafter(start, inc=True), limit - total):
+                if when >= end:
+                    break
+                total += 1
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return max(total - exdates, 0)  # at most this many are excluded
 
 
 def busy_summary(obj: CalendarObject, limit: int = 50) -> dict[str, Any]:

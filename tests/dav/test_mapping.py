@@ -141,3 +141,50 @@ def test_events_of_real_producers_are_accepted_one_by_one() -> None:
                 refused.append((path.name, exc.message))
     assert accepted >= 40, refused
     assert all(message for _, message in refused)
+
+
+@settings(max_examples=40, deadline=None)
+@given(freq=st.sampled_from(["DAILY", "WEEKLY;BYDAY=MO,WE,FR", "DAILY;BYHOUR=9,17"]),
+       interval=st.integers(1, 3), excluded=st.integers(0, 60), floating=st.booleans(),
+       cap=st.integers(40, 450))
+def test_recurrence_cap_counts_what_the_expansion_gives(
+    freq: str, interval: int, excluded: int, floating: bool, cap: int
+) -> None:
+    """An event whose occurrences in the indexed window exceed the cap is
+    refused, one within it is indexed in full: EXDATEs count (a rule just
+    over the cap is fine once some dates are excluded), whether the times
+    are UTC or floating."""
+    import itertools
+
+    import icalendar
+    import recurring_ical_events
+    from dateutil.rrule import rrulestr
+
+    from bridge.errors import InvalidCalendarData
+
+    z = "" if floating else "Z"
+    first = dt.datetime(2026, 12, 1, 9, 0)
+    rule = f"FREQ={freq};INTERVAL={interval}"
+    dates = list(itertools.islice(rrulestr(rule, dtstart=first), excluded))
+    exdate = ("EXDATE:" + ",".join(d.strftime("%Y%m%dT%H%M%S") + z for d in dates) + "\r\n"
+              if dates else "")
+    text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:r\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20261201T090000{z}\r\n"
+            f"DTEND:20261201T093000{z}\r\nRRULE:{rule}\r\n{exdate}SUMMARY:Class\r\n"
+            "END:VEVENT\r\nEND:VCALENDAR\r\n")
+    start = first - dt.timedelta(days=2)  # the indexed window: as bridge.domain.caldav._expand
+    window = (start, max(start, NOW.replace(tzinfo=None)) + dt.timedelta(days=400))
+    if not floating:
+        window = (window[0].replace(tzinfo=dt.UTC), window[1].replace(tzinfo=dt.UTC))
+    expected = recurring_ical_events.of(icalendar.Calendar.from_ical(text)).between(*window)
+    try:
+        obj = parse_object(text, max_occurrences=cap, now=NOW)
+    except InvalidCalendarData as exc:
+        assert len(expected) > cap, exc.message
+        assert "more than" in exc.message
+    else:
+        assert len(expected) <= cap
+        assert len(obj.intervals) == len(expected)
+        starts = [o["DTSTART"].dt for o in expected]
+        assert sorted(i.start for i in obj.intervals) == sorted(
+            s.replace(tzinfo=dt.UTC) if s.tzinfo is None else s for s in starts)
