@@ -282,7 +282,7 @@ def _rule_occurrences(master: icalendar.Event, start: dt.datetime, end: dt.datet
     exdates = sum(len(e.dts) for e in (excluded if isinstance(excluded, list) else
                                         [excluded] if excluded is not None else []))
     limit = cap + exdates + 1
-    first = master["DTSTART"].dt
+    first, _ = _event_bounds(master)
     if not isinstance(first, dt.datetime):
         first = dt.datetime.combine(first, dt.time())
     if first.tzinfo is None:  # floating: compare in its own (unknown) zone
