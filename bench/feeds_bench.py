@@ -4,8 +4,8 @@ In one run, for a staff feed of 2,000 appointments and a company feed of
 20,000 (full privacy, the largest texts):
 
 - HTTP: 200 responses/s, 304 responses/s and p50/p99 latency under
-  concurrent clients, for calbridge (`calbridge serve`'s worker: the whole
-  middleware stack, access log on) and for a bare aiohttp handler returning
+  concurrent clients, for calbridge (`calbridge serve`'s worker as deployed:
+  metrics and access log on) and for a bare aiohttp handler returning
   the same bytes from memory (the floor for this stack); prints the ratio.
   Load comes from `wrk` when installed (apt-get install wrk), else from an
   aiohttp client (which then limits what is measured; the ratio still holds).
@@ -67,8 +67,8 @@ def serve_calbridge(db_url: str, port: int, access_log: bool) -> None:
 
 
 def serve_feeds_only(db_url: str, port: int) -> None:
-    """The feed route alone (no access log, metrics, error or API-key
-    middleware): what the feed code itself costs."""
+    """The feed route alone, through aiohttp's router (no access log,
+    metrics, error or API-key middleware): what the feed code itself costs."""
     from aiohttp import web
 
     from bridge import keys
@@ -141,6 +141,12 @@ def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"server {args} did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def vm_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -165,10 +171,11 @@ def load_wrk(url: str, seconds: int, conns: int, etag: str | None) -> dict[str, 
     if "Non-2xx or 3xx" in out:
         raise RuntimeError(f"errors under load:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     dist = out.split("Latency Distribution", 1)[1]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)\s*$", dist, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)\s*$", dist, re.M).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": done}
 
 
 async def _load_aiohttp(url: str, seconds: int, conns: int, etag: str | None) -> dict[str, float]:
@@ -194,7 +201,7 @@ async def _load_aiohttp(url: str, seconds: int, conns: int, etag: str | None) ->
         await asyncio.gather(*(worker(session) for _ in range(conns)))
         elapsed = time.perf_counter() - began
     latencies.sort()
-    return {"rps": len(latencies) / elapsed,
+    return {"rps": len(latencies) / elapsed, "requests": len(latencies),
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000}
 
@@ -524,16 +531,22 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
                     order = SERVERS if n % 2 == 0 else SERVERS[::-1]
                     this: dict[str, float] = {}
                     for server in order:
+                        used = cpu_seconds(servers[server].pid)
                         got = load(urls[name][server], args.seconds, args.connections,
                                    etags[name] if kind == "304" else None)
+                        used = cpu_seconds(servers[server].pid) - used
                         key = f"{server}_{kind}"
                         this[server] = got["rps"]
+                        this[f"{server}_cpu"] = used / max(got["requests"], 1) * 1e6
                         if key not in http[name] or got["rps"] > http[name][key]["rps"]:
                             http[name][key] = got
                     rounds.append(this)
                 for server in SERVERS:
-                    http[name][f"{server}_{kind}"]["ratio"] = statistics.median(
-                        r[server] / r["bare"] for r in rounds)
+                    figures = http[name][f"{server}_{kind}"]
+                    figures["ratio"] = statistics.median(r[server] / r["bare"] for r in rounds)
+                    figures["cpu_us"] = statistics.median(r[f"{server}_cpu"] for r in rounds)
+                    figures["cpu_ratio"] = statistics.median(
+                        r["bare_cpu"] / r[f"{server}_cpu"] for r in rounds)
         server_mb = vm_hwm_mb(servers["calbridge"].pid)
         bare_mb = vm_hwm_mb(servers["bare"].pid)
     finally:
@@ -553,9 +566,18 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
             print(f"{name:<9}{kind:<5}{c['rps']:>10,.0f}{n['rps']:>9,.0f}{f['rps']:>11,.0f}"
                   f"{b['rps']:>9,.0f}{c['ratio']:>7.2f}{n['ratio']:>7.2f}{f['ratio']:>11.2f}   "
                   + "  ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in (c, n, f, b)))
+    print(f"\nServer CPU time per request (µs, median of {args.rounds} rounds; ratio: bare's / this)")
+    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'feeds only':>11}{'bare':>9}"
+          f"{'ratio':>7}{'no log':>7}{'feeds only':>11}")
+    for name in ("staff", "company"):
+        for kind in ("200", "304"):
+            c, n, f, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
+            print(f"{name:<9}{kind:<5}{c['cpu_us']:>10,.0f}{n['cpu_us']:>9,.0f}"
+                  f"{f['cpu_us']:>11,.0f}{b['cpu_us']:>9,.0f}{c['cpu_ratio']:>7.2f}"
+                  f"{n['cpu_ratio']:>7.2f}{f['cpu_ratio']:>11.2f}")
     print("  req/s (best round). calbridge: `calbridge serve`'s worker as deployed (access log\n"
-          "  on); no log: access log off; feeds only: the feed route in an app without the\n"
-          "  shared middleware; bare: aiohttp returning the same bytes from memory.\n"
+          "  on); no log: access log off; feeds only: the feed route alone, through the\n"
+          "  router, no metrics; bare: aiohttp returning the same bytes from memory.\n"
           f"  Ratios: / bare, the median of {args.rounds} rounds' ratios.")
     print(f"\nPeak memory: calbridge worker {server_mb:.0f} MB, bare handler {bare_mb:.0f} MB, "
           f"this process (seeding, rendering) {own_mb:.0f} MB")
