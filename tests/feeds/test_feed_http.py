@@ -224,6 +224,28 @@ async def test_a_look_up_never_takes_the_answer_of_a_query_sent_before_it(
     assert second.result() is None
 
 
+async def test_feeds_survive_a_lost_database_connection(
+    client: TestClient[Any, Any], salon: Salon, db_url: str
+) -> None:
+    """PostgreSQL restarted or the look-up connection was killed: the next
+    request reconnects and answers, and a rotation is still seen."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the look-up connection is PostgreSQL's (SQLite reads the file)")
+    import psycopg
+
+    feed_id, token = await run(salon.link, scope="company")
+    feeds = client.app[FEEDS]
+    assert (await fetch(client, token)).status == 200
+    pid = feeds._pg.pgconn.backend_pid
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert (await fetch(client, token)).status == 200
+    assert feeds._pg.pgconn.backend_pid != pid
+    new = await run(salon.rotate, feed_id)
+    assert (await fetch(client, token)).status == 404
+    assert (await fetch(client, new)).status == 200
+
+
 async def test_plain_feed_requests_skip_the_middleware_and_answer_the_same(
     aiohttp_client: Any, salon: Salon
 ) -> None:
