@@ -37,7 +37,7 @@ from bridge.db.models import (
     utcnow,
 )
 from bridge.domain import caldav as mapping
-from bridge.errors import Forbidden, NotFound, SyncTokenInvalid
+from bridge.errors import BridgeError, Forbidden, NotFound, SyncTokenInvalid
 
 SYNC_PREFIX = "urn:calbridge:sync:"
 # Busy intervals are stored in pieces of at most this length, so a time-range
@@ -366,16 +366,27 @@ def _refuse_cancel(company: Company) -> bool:
     return company.caldav_delete == "refuse"
 
 
+def parse_for_put(text: str, settings: CaldavSettings,
+                  now: dt.datetime | None = None) -> mapping.CalendarObject:
+    """The checks and index of a PUT body that need no database (raises the refusal)."""
+    return mapping.parse_object(text, max_occurrences=settings.max_occurrences,
+                                now=now or utcnow())
+
+
 def put_item(
     s: Session, scope: Scope, actor: repo.Actor, href: str, text: str, *,
     settings: CaldavSettings, now: dt.datetime | None = None,
+    parsed: mapping.CalendarObject | BridgeError | None = None,
 ) -> PutResult:
     """Create or replace the calendar object at `href` (Radicale has checked
-    If-Match/If-None-Match against the row locked in this transaction)."""
+    If-Match/If-None-Match against the row locked in this transaction).
+    `parsed`: `parse_for_put(text)`'s answer when it ran before the lock."""
     if not scope.writable:
         raise Forbidden("group calendars are read-only")
     now = now or utcnow()
-    obj = mapping.parse_object(text, max_occurrences=settings.max_occurrences, now=now)
+    if isinstance(parsed, BridgeError):
+        raise parsed
+    obj = parsed or parse_for_put(text, settings, now)
     existing = items_by_href(s, scope, [href], for_update=True).get(href)
     if existing is not None and existing.kind == "appointment":
         return _edit_appointment(s, scope, actor, existing, obj)

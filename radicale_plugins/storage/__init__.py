@@ -62,6 +62,30 @@ def current_body() -> str | None:
 
 def set_body(body: str | None) -> None:
     _local.body = body
+    _local.parsed = None
+
+
+def _parse_ahead(settings: Any) -> None:
+    """Check and index the PUT body before the write lock is taken: parsing
+    and expanding a recurrence is the costliest part of a PUT, and writers
+    queue on that lock. `upload` uses the result when the body is the same."""
+    text = current_body()
+    if text is None:
+        return
+    try:
+        parsed: Any = service.parse_for_put(text, settings)
+    except BridgeError as exc:
+        parsed = exc
+    _local.parsed = (text, parsed)
+
+
+def _parsed_ahead(text: str) -> Any:
+    """What `_parse_ahead` found for `text` (an object or a refusal), or None."""
+    ahead = getattr(_local, "parsed", None)
+    _local.parsed = None
+    if ahead is not None and ahead[0] is text:
+        return ahead[1]
+    return None
 
 
 class StoredItem(radicale_item.Item):  # type: ignore[misc]
@@ -218,7 +242,7 @@ class Collection(storage.BaseCollection):  # type: ignore[misc]
         try:
             with self._store.session() as s:
                 result = service.put_item(s, self._scope, self._store.actor(self._user), href,
-                                          text, settings=settings)
+                                          text, settings=settings, parsed=_parsed_ahead(text))
         except BridgeError as exc:
             plugin_backend.fail(exc)
         if not result.exact or result.refused:
@@ -251,6 +275,8 @@ class Storage(storage.BaseStorage):  # type: ignore[misc]
         plugin_backend.reset_outcome()
         write = mode == "w"
         db = self.backend.db
+        if write and kwargs.get("request") == "PUT":
+            _parse_ahead(self.backend.settings.caldav)
         try:
             with db.sync_session(write=write) as s:
                 if write and user and not db.is_sqlite:
