@@ -94,10 +94,15 @@ def test_calendar_edits_reach_the_webhook_and_the_feed_through_outage_and_restar
         assert moved["before"]["start"] == "2026-05-04T09:30:00+02:00"
         assert moved["after"]["start"] == "2026-05-05T14:00:00+02:00"
         assert moved["after"]["end"] == "2026-05-05T15:00:00+02:00"
-        # The worker keeps trying (and failing) while the receiver is down.
+        # The worker queues the deliveries (on its next tick) and keeps trying,
+        # and failing, while the receiver is down.
         deadline = time.monotonic() + 10
-        while not api(live, tenant, "GET", f"/api/v1/webhooks/{ep['id']}/deliveries")["items"][0][
-                "attempts"]:
+
+        def tried() -> bool:
+            items = api(live, tenant, "GET", f"/api/v1/webhooks/{ep['id']}/deliveries")["items"]
+            return bool(items and items[0]["attempts"])
+
+        while not tried():
             assert time.monotonic() < deadline
             time.sleep(0.02)
     finally:
