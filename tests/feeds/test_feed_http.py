@@ -205,12 +205,17 @@ async def test_concurrent_requests_each_get_their_own_answer(
 
 
 async def test_a_look_up_never_takes_the_answer_of_a_query_sent_before_it(
-    client: TestClient[Any, Any], salon: Salon
+    client: TestClient[Any, Any], salon: Salon, db_url: str
 ) -> None:
     """The race behind "404 on the next request", made certain: a look-up
     whose query has reached the database, a rotation committed, then a new
     look-up of the same token while the first is still out. On PostgreSQL
     look-ups share queries; the new one must wait for a query of its own."""
+    if not db_url.startswith("postgresql"):
+        # A SQLite look-up runs to its end before the loop moves on: nothing is
+        # ever out. (And a write on the loop's thread would wait for the app's
+        # own writers, which need the loop.)
+        pytest.skip("only PostgreSQL look-ups are in flight while others arrive")
     feed_id, token = await run(salon.link, scope="company")
     feeds = client.app[FEEDS]
     assert await feeds.lookup(token) is not None  # connected, feed built
