@@ -478,6 +478,19 @@ def print_render(render: dict[str, Any], repeat: int) -> None:
           "  icalendar / after 1 change; (the write): the booking update's own transaction")
 
 
+def print_table(http: dict[str, Any], value: str, ratio: str, *, latency: bool) -> None:
+    """One row per feed and answer: each server's `value`, then `ratio` of all but bare."""
+    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'feeds only':>11}{'bare':>9}"
+          f"{'ratio':>7}{'no log':>7}{'feeds only':>11}" + ("   p50 / p99 ms" if latency else ""))
+    for name in ("staff", "company"):
+        for kind in ("200", "304"):
+            c, n, f, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
+            print(f"{name:<9}{kind:<5}{c[value]:>10,.0f}{n[value]:>9,.0f}{f[value]:>11,.0f}"
+                  f"{b[value]:>9,.0f}{c[ratio]:>7.2f}{n[ratio]:>7.2f}{f[ratio]:>11.2f}"
+                  + ("   " + "  ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in (c, n, f, b))
+                     if latency else ""))
+
+
 def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
     import urllib.request
 
@@ -558,23 +571,9 @@ def run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
     loader = "wrk -t1" if shutil.which("wrk") else "aiohttp client"
     print(f"\nHTTP ({args.db}, {args.connections} connections, {args.seconds} s each, load: "
           f"{loader})")
-    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'feeds only':>11}{'bare':>9}"
-          f"{'ratio':>7}{'no log':>7}{'feeds only':>11}   p50 / p99 ms")
-    for name in ("staff", "company"):
-        for kind in ("200", "304"):
-            c, n, f, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
-            print(f"{name:<9}{kind:<5}{c['rps']:>10,.0f}{n['rps']:>9,.0f}{f['rps']:>11,.0f}"
-                  f"{b['rps']:>9,.0f}{c['ratio']:>7.2f}{n['ratio']:>7.2f}{f['ratio']:>11.2f}   "
-                  + "  ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in (c, n, f, b)))
+    print_table(http, "rps", "ratio", latency=True)
     print(f"\nServer CPU time per request (µs, median of {args.rounds} rounds; ratio: bare's / this)")
-    print(f"{'feed':<9}{'kind':<5}{'calbridge':>10}{'no log':>9}{'feeds only':>11}{'bare':>9}"
-          f"{'ratio':>7}{'no log':>7}{'feeds only':>11}")
-    for name in ("staff", "company"):
-        for kind in ("200", "304"):
-            c, n, f, b = (http[name][f"{s}_{kind}"] for s in SERVERS)
-            print(f"{name:<9}{kind:<5}{c['cpu_us']:>10,.0f}{n['cpu_us']:>9,.0f}"
-                  f"{f['cpu_us']:>11,.0f}{b['cpu_us']:>9,.0f}{c['cpu_ratio']:>7.2f}"
-                  f"{n['cpu_ratio']:>7.2f}{f['cpu_ratio']:>11.2f}")
+    print_table(http, "cpu_us", "cpu_ratio", latency=False)
     print("  req/s (best round). calbridge: `calbridge serve`'s worker as deployed (access log\n"
           "  on); no log: access log off; feeds only: the feed route alone, through the\n"
           "  router, no metrics; bare: aiohttp returning the same bytes from memory.\n"
